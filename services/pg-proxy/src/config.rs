@@ -1,0 +1,459 @@
+//! Configuration read once from the environment, validated completely, failing closed.
+//!
+//! Every problem names the variable and never echoes its value (DATABASE_URL holds a
+//! password; the HMAC keys are secrets). Secrets live in [`DatabaseUrl`] and
+//! [`proxy_auth::SigningKey`], whose `Debug` prints `[redacted]`.
+
+use std::fmt;
+use std::time::Duration;
+
+use proxy_auth::SigningKey;
+
+/// A configuration problem: the variable name and what is wrong with it (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    /// Environment variable name.
+    pub name: &'static str,
+    /// What is wrong, without the value.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(name: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            name,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// All configuration problems found in one pass, so an operator fixes them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The Postgres connection string. Holds a password, so `Debug` is redacted.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    parsed: tokio_postgres::Config,
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses a `postgres://` URL or a key=value connection string.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(ConfigError::new("DATABASE_URL", "is empty"));
+        }
+        // The parser's error text can quote the input, so it is replaced, not forwarded.
+        let parsed: tokio_postgres::Config = raw.parse().map_err(|_| {
+            ConfigError::new(
+                "DATABASE_URL",
+                "is not a valid postgres connection string (expected postgres://user:password@host:port/db)",
+            )
+        })?;
+        if parsed.get_hosts().is_empty() {
+            return Err(ConfigError::new("DATABASE_URL", "names no host"));
+        }
+        Ok(Self {
+            raw: raw.to_owned(),
+            parsed,
+        })
+    }
+
+    /// The parsed driver configuration.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        &self.parsed
+    }
+
+    /// The raw text, only for the log redactor and for deriving other URLs in tests.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    /// The password, if any, for the log redactor.
+    pub fn password(&self) -> Option<String> {
+        self.parsed
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    }
+}
+
+/// Pool sizing and timing (see README "Pool").
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSettings {
+    /// Connections opened at start-up and kept open (DB_POOL_MIN_SIZE).
+    pub min_size: usize,
+    /// Connections kept once opened (DB_POOL_MAX_SIZE).
+    pub max_size: usize,
+    /// Extra connections opened under load and closed once idle (DB_POOL_MAX_OVERFLOW).
+    pub max_overflow: usize,
+    /// How long a request waits for a connection before it gets 503 (DB_POOL_TIMEOUT).
+    pub timeout: Duration,
+    /// How long an overflow connection may sit idle before it is closed
+    /// (DB_POOL_OVERFLOW_IDLE_SECS).
+    pub overflow_idle: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            min_size: 5,
+            max_size: 20,
+            max_overflow: 40,
+            timeout: Duration::from_secs(30),
+            overflow_idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Listen port (PORT, default 8080; 0 picks a free port).
+    pub port: u16,
+    /// Listen address (PROXY_BIND, default 0.0.0.0).
+    pub bind: std::net::IpAddr,
+    /// DATABASE_URL.
+    pub database_url: DatabaseUrl,
+    /// Pool settings.
+    pub pool: PoolSettings,
+    /// PROXY_HMAC_KEY (hex, >= 32 bytes).
+    pub hmac_key: SigningKey,
+    /// PROXY_HMAC_KEY_PREVIOUS, accepted during a rotation.
+    pub hmac_key_previous: Option<SigningKey>,
+    /// Most simultaneous TCP connections (PROXY_MAX_CONNECTIONS, default 256).
+    pub max_connections: usize,
+    /// How long in-flight requests may run after SIGTERM (PROXY_SHUTDOWN_GRACE_SECS, default 20).
+    pub shutdown_grace: Duration,
+    /// Largest accepted request body in bytes (PROXY_MAX_BODY_BYTES, default 65536).
+    pub max_body_bytes: usize,
+}
+
+/// Reads variables through a lookup function so tests need not touch the process environment.
+pub trait Lookup {
+    /// The value of `name`, or `None` if unset.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Lookup for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Lookup for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+fn present(env: &dyn Lookup, name: &str) -> Option<String> {
+    env.get(name).filter(|v| !v.trim().is_empty())
+}
+
+fn parse_count(
+    env: &dyn Lookup,
+    name: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+    errs: &mut Vec<ConfigError>,
+) -> usize {
+    let Some(text) = present(env, name) else {
+        return default;
+    };
+    match text.trim().parse::<usize>() {
+        Ok(v) if (min..=max).contains(&v) => v,
+        _ => {
+            errs.push(ConfigError::new(
+                name,
+                format!("must be a whole number from {min} to {max}"),
+            ));
+            default
+        }
+    }
+}
+
+fn parse_seconds(
+    env: &dyn Lookup,
+    name: &'static str,
+    default: Duration,
+    allow_zero: bool,
+    errs: &mut Vec<ConfigError>,
+) -> Duration {
+    let Some(text) = present(env, name) else {
+        return default;
+    };
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v <= 3600.0 && (v > 0.0 || (allow_zero && v == 0.0)) => {
+            Duration::from_secs_f64(v)
+        }
+        _ => {
+            let lower = if allow_zero { "0" } else { "more than 0" };
+            errs.push(ConfigError::new(
+                name,
+                format!("must be a number of seconds, {lower} up to 3600"),
+            ));
+            default
+        }
+    }
+}
+
+/// DATABASE_URL alone (for `migrate`, `create-user`, `set-password`).
+pub fn database_url(env: &dyn Lookup) -> Result<DatabaseUrl, ConfigError> {
+    match present(env, "DATABASE_URL") {
+        None => Err(ConfigError::new("DATABASE_URL", "is required but not set")),
+        Some(v) => DatabaseUrl::parse(&v),
+    }
+}
+
+/// Pool settings from DB_POOL_* variables.
+pub fn pool_settings(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> PoolSettings {
+    let d = PoolSettings::default();
+    let min_size = parse_count(env, "DB_POOL_MIN_SIZE", d.min_size, 0, 1000, errs);
+    let max_size = parse_count(env, "DB_POOL_MAX_SIZE", d.max_size, 1, 1000, errs);
+    let max_overflow = parse_count(env, "DB_POOL_MAX_OVERFLOW", d.max_overflow, 0, 1000, errs);
+    let timeout = parse_seconds(env, "DB_POOL_TIMEOUT", d.timeout, false, errs);
+    let overflow_idle = parse_seconds(
+        env,
+        "DB_POOL_OVERFLOW_IDLE_SECS",
+        d.overflow_idle,
+        true,
+        errs,
+    );
+    if min_size > max_size {
+        errs.push(ConfigError::new(
+            "DB_POOL_MIN_SIZE",
+            "must not exceed DB_POOL_MAX_SIZE",
+        ));
+    }
+    PoolSettings {
+        min_size,
+        max_size,
+        max_overflow,
+        timeout,
+        overflow_idle,
+    }
+}
+
+fn key(env: &dyn Lookup, name: &'static str, errs: &mut Vec<ConfigError>) -> Option<SigningKey> {
+    let text = present(env, name)?;
+    match SigningKey::from_hex(&text) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            // KeyError's text mentions only lengths and formats, never key material.
+            errs.push(ConfigError::new(name, e.to_string()));
+            None
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads and validates everything; returns every problem found.
+    pub fn from_env(env: &dyn Lookup) -> Result<Self, ConfigErrors> {
+        let mut errs = Vec::new();
+        let database_url = database_url(env).map_err(|e| errs.push(e)).ok();
+        let pool = pool_settings(env, &mut errs);
+        let port = match present(env, "PORT") {
+            None => 8080,
+            Some(p) => p.trim().parse::<u16>().unwrap_or_else(|_| {
+                errs.push(ConfigError::new("PORT", "must be a port number 0-65535"));
+                0
+            }),
+        };
+        let bind = match present(env, "PROXY_BIND") {
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+            Some(b) => b.trim().parse().unwrap_or_else(|_| {
+                errs.push(ConfigError::new("PROXY_BIND", "must be an IP address"));
+                std::net::IpAddr::from([0, 0, 0, 0])
+            }),
+        };
+        let hmac_key = key(env, "PROXY_HMAC_KEY", &mut errs);
+        if hmac_key.is_none() && present(env, "PROXY_HMAC_KEY").is_none() {
+            errs.push(ConfigError::new(
+                "PROXY_HMAC_KEY",
+                "is required but not set (hex, at least 32 bytes: openssl rand -hex 32)",
+            ));
+        }
+        let hmac_key_previous = key(env, "PROXY_HMAC_KEY_PREVIOUS", &mut errs);
+        let max_connections = parse_count(env, "PROXY_MAX_CONNECTIONS", 256, 1, 100_000, &mut errs);
+        let shutdown_grace = parse_seconds(
+            env,
+            "PROXY_SHUTDOWN_GRACE_SECS",
+            Duration::from_secs(20),
+            true,
+            &mut errs,
+        );
+        let max_body_bytes = parse_count(
+            env,
+            "PROXY_MAX_BODY_BYTES",
+            64 * 1024,
+            1024,
+            1024 * 1024,
+            &mut errs,
+        );
+        match (database_url, hmac_key) {
+            (Some(database_url), Some(hmac_key)) if errs.is_empty() => Ok(Self {
+                port,
+                bind,
+                database_url,
+                pool,
+                hmac_key,
+                hmac_key_previous,
+                max_connections,
+                shutdown_grace,
+                max_body_bytes,
+            }),
+            _ => Err(ConfigErrors(errs)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const URL: &str = "postgres://app:s3cret-pw@db.internal:5432/app";
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    fn key_hex() -> String {
+        "11".repeat(32)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_pool_semantics() {
+        let k = key_hex();
+        let cfg =
+            ServeConfig::from_env(&env(&[("DATABASE_URL", URL), ("PROXY_HMAC_KEY", &k)])).unwrap();
+        assert_eq!(cfg.port, 8080);
+        assert_eq!(cfg.pool, PoolSettings::default());
+        assert_eq!(cfg.pool.min_size, 5);
+        assert_eq!(cfg.pool.max_size, 20);
+        assert_eq!(cfg.pool.max_overflow, 40);
+        assert_eq!(cfg.pool.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let k = key_hex();
+        let err = ServeConfig::from_env(&env(&[("PROXY_HMAC_KEY", &k)])).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].name, "DATABASE_URL");
+    }
+
+    #[test]
+    fn an_unparsable_database_url_is_named_but_never_echoed() {
+        let k = key_hex();
+        let bad = "postgres://app:hunter2@host:notaport/db";
+        let err = ServeConfig::from_env(&env(&[("DATABASE_URL", bad), ("PROXY_HMAC_KEY", &k)]))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("DATABASE_URL"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn every_invalid_pool_value_is_reported_by_name() {
+        let k = key_hex();
+        let err = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &k),
+            ("DB_POOL_MIN_SIZE", "five"),
+            ("DB_POOL_MAX_SIZE", "0"),
+            ("DB_POOL_MAX_OVERFLOW", "-1"),
+            ("DB_POOL_TIMEOUT", "0"),
+        ]))
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "DB_POOL_MIN_SIZE",
+                "DB_POOL_MAX_SIZE",
+                "DB_POOL_MAX_OVERFLOW",
+                "DB_POOL_TIMEOUT"
+            ]
+        );
+    }
+
+    #[test]
+    fn min_size_above_max_size_is_refused() {
+        let k = key_hex();
+        let err = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &k),
+            ("DB_POOL_MIN_SIZE", "30"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0[0].name, "DB_POOL_MIN_SIZE");
+    }
+
+    #[test]
+    fn short_or_missing_keys_are_refused_without_echoing_them() {
+        let err = ServeConfig::from_env(&env(&[("DATABASE_URL", URL)])).unwrap_err();
+        assert_eq!(err.0[0].name, "PROXY_HMAC_KEY");
+        let short = "ab".repeat(16);
+        let err = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &short),
+            ("PROXY_HMAC_KEY_PREVIOUS", "not-hex"),
+        ]))
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["PROXY_HMAC_KEY", "PROXY_HMAC_KEY_PREVIOUS"]);
+        assert!(!err.to_string().contains(&short));
+    }
+
+    #[test]
+    fn fractional_pool_timeouts_are_accepted() {
+        let k = key_hex();
+        let cfg = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &k),
+            ("DB_POOL_TIMEOUT", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.pool.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn database_url_debug_is_redacted() {
+        let url = DatabaseUrl::parse(URL).unwrap();
+        assert_eq!(format!("{url:?}"), "[redacted]");
+        assert_eq!(url.password().as_deref(), Some("s3cret-pw"));
+    }
+}

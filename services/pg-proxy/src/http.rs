@@ -1,0 +1,709 @@
+//! The HTTP surface: router, request-context and signature middleware, JSON/query
+//! extractors that fail in the API's error shape, and one handler per operation.
+//!
+//! Handlers parse input into [`crate::domain`] types, call one [`crate::store`] function and
+//! serialise its result. The README lists every route with its request and response.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use proxy_auth::{Keys, SignatureHeaders, SigningKey, Verified};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::domain::{self, Contact, Direction, MessageId, Password, Role, Username};
+use crate::error::{ApiError, ApiResult};
+use crate::pool::DbPool;
+use crate::store;
+
+tokio::task_local! {
+    /// The request id of the request being handled, for error bodies and log lines.
+    pub static REQUEST_ID: Arc<str>;
+}
+
+/// The request id in scope, or `-` outside a request.
+pub fn current_request_id() -> Arc<str> {
+    REQUEST_ID
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from("-"))
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The pool.
+    pub pool: DbPool,
+    /// PROXY_HMAC_KEY.
+    pub key: Arc<SigningKey>,
+    /// PROXY_HMAC_KEY_PREVIOUS.
+    pub previous_key: Option<Arc<SigningKey>>,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+/// Allowed signature clock skew, seconds (either way).
+pub const SIGNATURE_WINDOW_SECS: i64 = proxy_auth::DEFAULT_WINDOW_SECS;
+
+/// `application/health+json`.
+const HEALTH_JSON: &str = "application/health+json";
+
+/// Builds the router with every route and middleware.
+pub fn router(state: AppState) -> Router {
+    let signed = Router::new()
+        .route("/v1/ping", get(ping))
+        .route("/v1/messages", post(insert_message))
+        .route("/v1/messages/claim", post(claim_message))
+        .route("/v1/messages/reply", post(reply_message))
+        .route("/v1/messages/release", post(release_message))
+        .route("/v1/conversations/history", get(history))
+        .route("/v1/users", post(create_user))
+        .route("/v1/users/verify", post(verify_user))
+        .route("/v1/users/password", post(set_password))
+        .route("/v1/sessions/revoke", post(revoke_session))
+        .route("/v1/sessions/revoked", get(session_revoked))
+        .route("/v1/audit", post(append_audit).get(list_audit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_signature,
+        ));
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/health/readiness", get(readiness))
+        .merge(signed)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    use rand_core::{OsRng, RngCore};
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+/// Outermost middleware: picks the request id (the edge's, if well formed), scopes it for
+/// error bodies, echoes it in the response and writes one JSON log line per request.
+async fn request_context(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id: Arc<str> = req
+        .headers()
+        .get(proxy_auth::HEADER_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| proxy_auth::is_valid_request_id(v))
+        .map(Arc::from)
+        .unwrap_or_else(|| Arc::from(format!("proxy-{}", random_hex(8))));
+    let method = req.method().clone();
+    // The path only: queries carry contact ids and token ids, which stay out of the logs.
+    let path = req.uri().path().to_owned();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(proxy_auth::HEADER_REQUEST_ID, v);
+    }
+    tracing::info!(
+        r#fn = "pg-proxy",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Verifies the HMAC signature over method, path+query, timestamp, request id and body,
+/// then records the request id in the shared replay cache. Rejections are 401.
+async fn require_signature(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > state.max_body_bytes {
+            return Err(ApiError::PayloadTooLarge);
+        }
+    }
+    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let headers = SignatureHeaders {
+        timestamp: header_str(&parts.headers, proxy_auth::HEADER_TIMESTAMP),
+        request_id: header_str(&parts.headers, proxy_auth::HEADER_REQUEST_ID),
+        signature: header_str(&parts.headers, proxy_auth::HEADER_SIGNATURE),
+    };
+    let keys = Keys {
+        current: &state.key,
+        previous: state.previous_key.as_deref(),
+    };
+    let verified = proxy_auth::verify(
+        &keys,
+        parts.method.as_str(),
+        path,
+        &headers,
+        &bytes,
+        unix_now(),
+        SIGNATURE_WINDOW_SECS,
+    )
+    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    {
+        let db = state.pool.inner().get().await?;
+        if !store::remember_request_id(&db, &verified.request_id).await? {
+            return Err(ApiError::Unauthorized("request id already used".into()));
+        }
+    }
+    if verified.key == proxy_auth::KeySlot::Previous {
+        tracing::info!(request_id = %verified.request_id, "request signed with the previous key");
+    }
+    parts.extensions.insert(verified);
+    Ok(next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await)
+}
+
+/// A JSON body; errors use the API shape and never echo values.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| ApiError::BadRequest(describe_json_error(&e)))
+    }
+}
+
+/// serde messages can quote the offending value (a password, say); only messages that name
+/// fields are passed on, otherwise just the position.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field") || text.starts_with("unknown field") {
+        let names_only = text
+            .split(", expected")
+            .next()
+            .and_then(|t| t.split(" at line").next())
+            .unwrap_or("invalid field");
+        format!("invalid JSON body: {names_only}")
+    } else {
+        format!(
+            "invalid JSON body at line {} column {}",
+            e.line(),
+            e.column()
+        )
+    }
+}
+
+/// Query parameters; errors use the API shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|_| ApiError::BadRequest("invalid or missing query parameters".into()))
+    }
+}
+
+fn health_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(HEALTH_JSON));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Liveness plus pool figures. Unsigned, no database access, any Host (Railway's checker
+/// calls from `healthcheck.railway.app`).
+async fn health(State(state): State<AppState>) -> Response {
+    health_response(
+        StatusCode::OK,
+        json!({
+            "status": "pass",
+            "version": env!("CARGO_PKG_VERSION"),
+            "serviceId": "pg-proxy",
+            "pool": state.pool.stats(),
+        }),
+    )
+}
+
+/// A database round trip. Unsigned. 503 with `"status":"fail"` when it fails.
+async fn readiness(State(state): State<AppState>) -> Response {
+    let started = Instant::now();
+    let wait = state.pool.settings().timeout.min(Duration::from_secs(5));
+    let timeouts = deadpool_postgres::Timeouts {
+        wait: Some(wait),
+        ..state.pool.inner().timeouts()
+    };
+    let result = async {
+        let db = state.pool.inner().timeout_get(&timeouts).await?;
+        store::ping(&db).await
+    }
+    .await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(_) => health_response(
+            StatusCode::OK,
+            json!({
+                "status": "pass",
+                "checks": { "postgres:responseTime": [{
+                    "status": "pass", "observedValue": ms, "observedUnit": "ms"
+                }]},
+            }),
+        ),
+        Err(e) => {
+            tracing::warn!(cause = %e, "readiness check failed");
+            health_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({
+                    "status": "fail",
+                    "checks": { "postgres:responseTime": [{
+                        "status": "fail", "observedValue": ms, "observedUnit": "ms",
+                        "output": "database round trip failed"
+                    }]},
+                }),
+            )
+        }
+    }
+}
+
+/// `GET /v1/ping`: signed readiness round trip for the edge's health functions.
+async fn ping(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let db = state.pool.inner().get().await?;
+    let db_time = store::ping(&db).await?;
+    Ok(Json(json!({
+        "status": "pass",
+        "db_time": db_time,
+        "db_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "pool": state.pool.stats(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InsertMessageReq {
+    provider_message_id: String,
+    instance: String,
+    contact: String,
+    direction: Direction,
+    body: String,
+    #[serde(default)]
+    push_name: Option<String>,
+    sent_at: i64,
+}
+
+/// Longest stored message body, in characters (WhatsApp's own limit is 65,536).
+const MAX_MESSAGE_CHARS: usize = 16_384;
+
+async fn insert_message(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<InsertMessageReq>,
+) -> ApiResult<Response> {
+    let m = store::NewMessage {
+        provider_message_id: MessageId::parse(&req.provider_message_id)?,
+        instance: domain::bounded_text("instance", &req.instance, 1, 128)?,
+        contact: Contact::parse(&req.contact)?,
+        direction: req.direction,
+        body: domain::bounded_text("body", &req.body, 0, MAX_MESSAGE_CHARS)?,
+        push_name: req
+            .push_name
+            .as_deref()
+            .map(|p| domain::bounded_text("push_name", p, 0, 256))
+            .transpose()?,
+        sent_at: domain::unix_seconds("sent_at", req.sent_at)?,
+    };
+    let db = state.pool.inner().get().await?;
+    let inserted = store::insert_message(&db, &m).await?;
+    let status = if inserted.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(inserted)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimReq {
+    provider_message_id: String,
+    #[serde(default)]
+    lease_secs: Option<i64>,
+}
+
+async fn claim_message(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ClaimReq>,
+) -> ApiResult<Json<store::Claim>> {
+    let id = MessageId::parse(&req.provider_message_id)?;
+    let lease = req.lease_secs.unwrap_or(120);
+    if !(1..=3600).contains(&lease) {
+        return Err(ApiError::BadRequest("lease_secs must be 1 to 3600".into()));
+    }
+    let db = state.pool.inner().get().await?;
+    Ok(Json(
+        store::claim_message(&db, &id, lease, &random_hex(16)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyBody {
+    #[serde(default)]
+    provider_message_id: Option<String>,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyReq {
+    provider_message_id: String,
+    #[serde(default)]
+    claim_token: Option<String>,
+    #[serde(default)]
+    reply: Option<ReplyBody>,
+}
+
+fn claim_token(t: &str) -> ApiResult<&str> {
+    if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(t)
+    } else {
+        Err(ApiError::BadRequest("claim_token is malformed".into()))
+    }
+}
+
+async fn reply_message(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ReplyReq>,
+) -> ApiResult<Json<store::Transition>> {
+    let id = MessageId::parse(&req.provider_message_id)?;
+    let token = req.claim_token.as_deref().map(claim_token).transpose()?;
+    let reply = req
+        .reply
+        .map(|r| -> ApiResult<store::Reply> {
+            Ok(store::Reply {
+                provider_message_id: r
+                    .provider_message_id
+                    .as_deref()
+                    .map(MessageId::parse)
+                    .transpose()?,
+                body: domain::bounded_text("reply.body", &r.body, 0, MAX_MESSAGE_CHARS)?,
+            })
+        })
+        .transpose()?;
+    let mut db = state.pool.inner().get().await?;
+    Ok(Json(store::mark_replied(&mut db, &id, token, reply).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseReq {
+    provider_message_id: String,
+    claim_token: String,
+    #[serde(default)]
+    failed: bool,
+}
+
+async fn release_message(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ReleaseReq>,
+) -> ApiResult<Json<store::Transition>> {
+    let id = MessageId::parse(&req.provider_message_id)?;
+    let token = claim_token(&req.claim_token)?;
+    let db = state.pool.inner().get().await?;
+    Ok(Json(
+        store::release_message(&db, &id, token, req.failed).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    contact: String,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let contact = Contact::parse(&q.contact)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 200".into()));
+    }
+    let db = state.pool.inner().get().await?;
+    let messages = store::history(&db, &contact, limit).await?;
+    Ok(Json(
+        json!({ "contact": contact.as_str(), "messages": messages }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserReq {
+    username: String,
+    password: String,
+    #[serde(default)]
+    role: Option<Role>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateUserReq>,
+) -> ApiResult<Response> {
+    let username = Username::parse(&req.username)?;
+    let password = Password::parse_new(&req.password)?;
+    let db = state.pool.inner().get().await?;
+    let user =
+        store::create_user(&db, &username, password, req.role.unwrap_or(Role::Staff)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "user": user }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsReq {
+    username: String,
+    password: String,
+}
+
+async fn verify_user(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CredentialsReq>,
+) -> ApiResult<Json<Value>> {
+    let password = Password::parse_attempt(&req.password)?;
+    // A malformed name cannot exist; it still costs one verification so its timing matches.
+    let username = Username::parse(&req.username).ok();
+    let user = match username {
+        Some(u) => {
+            let db = state.pool.inner().get().await?;
+            store::verify_credentials(&db, &u, password).await?
+        }
+        None => {
+            tokio::task::spawn_blocking(move || crate::password::verify(None, &password))
+                .await
+                .map_err(|e| ApiError::Unexpected(e.into()))?;
+            None
+        }
+    };
+    Ok(Json(match user {
+        Some(user) => json!({ "valid": true, "user": user }),
+        None => json!({ "valid": false }),
+    }))
+}
+
+async fn set_password(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CredentialsReq>,
+) -> ApiResult<Json<Value>> {
+    let username = Username::parse(&req.username)?;
+    let password = Password::parse_new(&req.password)?;
+    let db = state.pool.inner().get().await?;
+    store::set_password(&db, &username, password).await?;
+    Ok(Json(json!({ "updated": true })))
+}
+
+fn token_id(t: &str) -> ApiResult<&str> {
+    if proxy_auth::is_valid_request_id(t) {
+        Ok(t)
+    } else {
+        Err(ApiError::BadRequest(
+            "token_id must be 1 to 128 characters of letters, digits and . _ : -".into(),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeReq {
+    token_id: String,
+    expires_at: i64,
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RevokeReq>,
+) -> ApiResult<Json<Value>> {
+    let token = token_id(&req.token_id)?;
+    let expires_at = domain::unix_seconds("expires_at", req.expires_at)?;
+    let db = state.pool.inner().get().await?;
+    store::revoke_session(&db, token, expires_at).await?;
+    Ok(Json(json!({ "revoked": true })))
+}
+
+#[derive(Deserialize)]
+struct RevokedQuery {
+    token_id: String,
+}
+
+async fn session_revoked(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RevokedQuery>,
+) -> ApiResult<Json<Value>> {
+    let token = token_id(&q.token_id)?;
+    let db = state.pool.inner().get().await?;
+    Ok(Json(
+        json!({ "revoked": store::is_revoked(&db, token).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditReq {
+    action: String,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+}
+
+/// Largest audit `details` object, serialised.
+const MAX_AUDIT_DETAILS_BYTES: usize = 8 * 1024;
+
+async fn append_audit(
+    State(state): State<AppState>,
+    Extension(verified): Extension<Verified>,
+    ApiJson(req): ApiJson<AuditReq>,
+) -> ApiResult<Response> {
+    let action = domain::bounded_text("action", &req.action, 1, 64)?;
+    if !action
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(ApiError::BadRequest(
+            "action must be lower-case letters, digits and . _ -".into(),
+        ));
+    }
+    let actor = req
+        .actor
+        .as_deref()
+        .map(|a| domain::bounded_text("actor", a, 1, 128))
+        .transpose()?;
+    let subject = req
+        .subject
+        .as_deref()
+        .map(|s| domain::bounded_text("subject", s, 1, 256))
+        .transpose()?;
+    let details = req.details.unwrap_or_else(|| json!({}));
+    if !details.is_object() {
+        return Err(ApiError::BadRequest("details must be a JSON object".into()));
+    }
+    if details.to_string().len() > MAX_AUDIT_DETAILS_BYTES {
+        return Err(ApiError::BadRequest(
+            "details must be at most 8192 bytes".into(),
+        ));
+    }
+    if details.to_string().contains("\\u0000") {
+        return Err(ApiError::BadRequest(
+            "details contains a NUL character".into(),
+        ));
+    }
+    let db = state.pool.inner().get().await?;
+    let (id, at) = store::append_audit(
+        &db,
+        &action,
+        actor.as_deref(),
+        subject.as_deref(),
+        &verified.request_id,
+        &details,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "at": at }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    from: i64,
+    to: i64,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    let from = domain::unix_seconds("from", q.from)?;
+    let to = domain::unix_seconds("to", q.to)?;
+    if from > to {
+        return Err(ApiError::BadRequest("from must not be after to".into()));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
+    }
+    let db = state.pool.inner().get().await?;
+    let events = store::list_audit(&db, from, to, limit).await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_that_could_quote_values_only_report_the_position() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            n: u32,
+        }
+        let e = serde_json::from_str::<T>(r#"{"n":"hunter2"}"#).unwrap_err();
+        let text = describe_json_error(&e);
+        assert!(!text.contains("hunter2"), "{text}");
+        let e = serde_json::from_str::<T>(r#"{}"#).unwrap_err();
+        assert_eq!(
+            describe_json_error(&e),
+            "invalid JSON body: missing field `n`"
+        );
+    }
+}
