@@ -1,0 +1,83 @@
+//! `GET /health` and `GET /api/v1/health`: liveness in the IETF health-check shape.
+//! The handler is platform-neutral; the two entry points below only hand requests to an adapter.
+
+use edge_core::{health, respond, Ctx, Error, Function, Platform, Request, Response};
+
+/// The health function.
+pub struct Health;
+
+impl Function for Health {
+    const NAME: &'static str = "health";
+
+    async fn handle<P: Platform>(req: Request, _ctx: &Ctx<'_, P>) -> Result<Response, Error> {
+        if !matches!(req.uri().path(), "/health" | "/api/v1/health") {
+            return Err(Error::NotFound);
+        }
+        respond::require_get(&req)?;
+        Ok(health::liveness(Self::NAME, env!("CARGO_PKG_VERSION")))
+    }
+}
+
+/// Spin entry point (`wasm32-wasip2`, feature `spin`).
+#[cfg(feature = "spin")]
+#[allow(unsafe_code)] // the export macro generates the component ABI glue
+mod spin_entry {
+    #[spin_sdk::http_component]
+    async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
+        edge_spin::serve::<super::Health>(req).await
+    }
+}
+
+/// Cloudflare Workers entry point (`wasm32-unknown-unknown`, feature `cloudflare`).
+#[cfg(feature = "cloudflare")]
+#[allow(unsafe_code)] // the export macro generates the wasm-bindgen glue
+mod worker_entry {
+    #[worker::event(fetch)]
+    async fn fetch(
+        req: worker::Request,
+        env: worker::Env,
+        _ctx: worker::Context,
+    ) -> worker::Result<worker::Response> {
+        edge_worker::serve::<super::Health>(req, env).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_core::memory::{block_on, MemoryPlatform};
+    use edge_core::{serve, Bytes};
+    use http::{Method, StatusCode};
+
+    fn call(method: Method, path: &str) -> Response {
+        let mut req = Request::new(Bytes::new());
+        *req.method_mut() = method;
+        *req.uri_mut() = path.parse().unwrap_or_default();
+        block_on(serve::<Health, _>(&MemoryPlatform::default(), req))
+    }
+
+    #[test]
+    fn both_paths_answer_pass() {
+        for path in ["/health", "/api/v1/health"] {
+            let resp = call(Method::GET, path);
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+            assert_eq!(body["status"], "pass");
+        }
+    }
+
+    #[test]
+    fn other_methods_get_405_with_allow() {
+        let resp = call(Method::POST, "/health");
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[http::header::ALLOW], "GET, HEAD");
+    }
+
+    #[test]
+    fn other_paths_are_404() {
+        assert_eq!(
+            call(Method::GET, "/healthz").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! JSON log lines: one access line per request plus event lines.
+//!
+//! Lines never contain headers, bodies, cookies, tokens or query strings (a query can carry a
+//! token); only the path. Everything goes through [`emit`], the single point where lines are
+//! written, so redaction applies to every line alike.
+
+use serde_json::{json, Map, Value};
+
+use crate::ports::LogSink;
+
+/// Severity of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Routine.
+    Info,
+    /// Something an operator should look at.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What one access line records.
+#[derive(Debug, Clone)]
+pub struct Access<'a> {
+    /// Request start, unix milliseconds.
+    pub ts_ms: u64,
+    /// Function name.
+    pub function: &'a str,
+    /// The request id echoed to the caller.
+    pub request_id: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path only, never the query.
+    pub path: &'a str,
+    /// Response status.
+    pub status: u16,
+    /// Wall time spent, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Writes the access line for one request.
+pub fn access(sink: &dyn LogSink, a: &Access<'_>) {
+    let level = match a.status {
+        500..=599 => Level::Error,
+        _ => Level::Info,
+    };
+    emit(
+        sink,
+        json!({
+            "ts": rfc3339_ms(a.ts_ms),
+            "level": level.as_str(),
+            "fn": a.function,
+            "request_id": a.request_id,
+            "method": a.method,
+            "path": a.path,
+            "status": a.status,
+            "duration_ms": a.duration_ms,
+        }),
+    );
+}
+
+/// Writes an event line: `event` is a stable slug, `fields` extra secret-free context.
+pub fn event(
+    sink: &dyn LogSink,
+    ts_ms: u64,
+    level: Level,
+    function: &str,
+    request_id: &str,
+    event: &str,
+    fields: Map<String, Value>,
+) {
+    let mut line = Map::new();
+    line.insert("ts".into(), rfc3339_ms(ts_ms).into());
+    line.insert("level".into(), level.as_str().into());
+    line.insert("fn".into(), function.into());
+    line.insert("request_id".into(), request_id.into());
+    line.insert("event".into(), event.into());
+    line.extend(fields);
+    emit(sink, Value::Object(line));
+}
+
+/// The single point where lines leave the process.
+fn emit(sink: &dyn LogSink, line: Value) {
+    sink.write(&line.to_string());
+}
+
+/// Formats unix milliseconds as RFC 3339 UTC with millisecond precision.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryLog;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(1_795_833_045_678), "2026-11-28T02:30:45.678Z");
+    }
+
+    #[test]
+    fn access_line_is_one_json_object_with_the_required_fields() {
+        let log = MemoryLog::default();
+        access(
+            &log,
+            &Access {
+                ts_ms: 0,
+                function: "health",
+                request_id: "r1",
+                method: "GET",
+                path: "/health",
+                status: 200,
+                duration_ms: 3,
+            },
+        );
+        let lines = log.lines();
+        assert_eq!(lines.len(), 1);
+        let v: Value = serde_json::from_str(&lines[0]).unwrap_or_default();
+        for key in [
+            "ts",
+            "level",
+            "fn",
+            "request_id",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["level"], "info");
+    }
+
+    #[test]
+    fn server_errors_log_at_error_level() {
+        let log = MemoryLog::default();
+        access(
+            &log,
+            &Access {
+                ts_ms: 0,
+                function: "f",
+                request_id: "r",
+                method: "GET",
+                path: "/",
+                status: 503,
+                duration_ms: 0,
+            },
+        );
+        assert!(log.lines()[0].contains(r#""level":"error""#));
+    }
+}

@@ -1,0 +1,340 @@
+//! In-memory implementations of every port, for native tests. They obey the contracts written
+//! on the traits in [`crate::ports`] (key rules, expiry on the platform clock, atomic counters),
+//! so a test that passes here exercises the same rules the adapters enforce.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::kv::{self, Envelope};
+use crate::ports::{Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Variables};
+use crate::{Request, Response};
+
+/// A clock that only moves when told to. Cloning shares the time.
+#[derive(Debug, Clone)]
+pub struct FixedClock(Rc<Cell<u64>>);
+
+impl FixedClock {
+    /// A clock reading `now_ms`.
+    pub fn at(now_ms: u64) -> Self {
+        Self(Rc::new(Cell::new(now_ms)))
+    }
+    /// Moves time forward by `ms`.
+    pub fn advance(&self, ms: u64) {
+        self.0.set(self.0.get() + ms);
+    }
+}
+
+impl Default for FixedClock {
+    /// 2026-01-01T00:00:00Z.
+    fn default() -> Self {
+        Self::at(1_767_225_600_000)
+    }
+}
+
+impl Clock for FixedClock {
+    fn now_unix_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// Deterministic "randomness" for tests: a counter run through a mixing function. Never use
+/// outside tests: it is predictable by design.
+#[derive(Debug, Default)]
+pub struct SeqRandom(Cell<u64>);
+
+impl Random for SeqRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), PortError> {
+        for byte in buf.iter_mut() {
+            let n = self.0.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            self.0.set(n);
+            let mut z = n;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *byte = (z ^ (z >> 31)) as u8;
+        }
+        Ok(())
+    }
+}
+
+/// Key-value store in memory, with expiry read from a shared [`FixedClock`].
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    values: RefCell<HashMap<String, Vec<u8>>>,
+    counters: RefCell<HashMap<String, i64>>,
+    clock: FixedClock,
+    /// When set, every operation fails as if the backend were down.
+    pub down: Cell<bool>,
+}
+
+impl MemoryKv {
+    /// A store reading expiry from `clock`.
+    pub fn with_clock(clock: FixedClock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
+    fn check_up(&self) -> Result<(), PortError> {
+        if self.down.get() {
+            Err(PortError::Unavailable("memory store marked down".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Number of keys held (values and counters), expired ones included until removed.
+    pub fn len(&self) -> usize {
+        self.values.borrow().len() + self.counters.borrow().len()
+    }
+
+    /// Whether the store holds no keys at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl KeyValue for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        self.check_up()?;
+        kv::check_value_key(key)?;
+        let stored = self.values.borrow().get(key).cloned();
+        match stored {
+            None => Ok(None),
+            Some(bytes) => {
+                let env = Envelope::decode(&bytes)?;
+                if env.is_expired(self.clock.now_unix_ms()) {
+                    self.values.borrow_mut().remove(key);
+                    Ok(None)
+                } else {
+                    Ok(Some(env.payload))
+                }
+            }
+        }
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+    ) -> Result<(), PortError> {
+        self.check_up()?;
+        kv::check_value_key(key)?;
+        kv::check_value(value)?;
+        let env = Envelope {
+            expires_at_ms,
+            payload: value.to_vec(),
+        };
+        self.values
+            .borrow_mut()
+            .insert(key.to_owned(), env.encode());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        self.check_up()?;
+        self.values.borrow_mut().remove(key);
+        self.counters.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError> {
+        self.check_up()?;
+        kv::check_counter_key(key)?;
+        let mut counters = self.counters.borrow_mut();
+        let n = counters.entry(key.to_owned()).or_insert(0);
+        *n += delta;
+        Ok(*n)
+    }
+}
+
+/// Variables from a map.
+#[derive(Debug, Default)]
+pub struct MemoryVars(pub RefCell<HashMap<String, String>>);
+
+impl MemoryVars {
+    /// Sets `name` to `value`.
+    pub fn set(&self, name: &str, value: &str) {
+        self.0
+            .borrow_mut()
+            .insert(name.to_owned(), value.to_owned());
+    }
+}
+
+impl Variables for MemoryVars {
+    fn get(&self, name: &str) -> Result<Option<String>, PortError> {
+        Ok(self.0.borrow().get(name).filter(|v| !v.is_empty()).cloned())
+    }
+}
+
+/// Outbound HTTP that records every request and answers from a queue (404 when empty).
+#[derive(Debug, Default)]
+pub struct MemoryHttp {
+    /// Requests sent, in order.
+    pub sent: RefCell<Vec<Request>>,
+    /// Responses to give, in order.
+    pub replies: RefCell<VecDeque<Result<Response, PortError>>>,
+}
+
+impl HttpClient for MemoryHttp {
+    async fn send(&self, req: Request) -> Result<Response, PortError> {
+        self.sent.borrow_mut().push(req);
+        self.replies.borrow_mut().pop_front().unwrap_or_else(|| {
+            let mut resp = Response::new(crate::Bytes::new());
+            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+            Ok(resp)
+        })
+    }
+}
+
+/// Captured log lines.
+#[derive(Debug, Default)]
+pub struct MemoryLog(RefCell<Vec<String>>);
+
+impl MemoryLog {
+    /// Every line written so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+}
+
+impl LogSink for MemoryLog {
+    fn write(&self, line: &str) {
+        self.0.borrow_mut().push(line.to_owned());
+    }
+}
+
+/// Every port in memory, sharing one clock.
+#[derive(Debug, Default)]
+pub struct MemoryPlatform {
+    /// Key-value store.
+    pub kv: MemoryKv,
+    /// Variables.
+    pub vars: MemoryVars,
+    /// Clock shared with `kv`.
+    pub clock: FixedClock,
+    /// Randomness.
+    pub random: SeqRandom,
+    /// Outbound HTTP.
+    pub http: MemoryHttp,
+    /// Log lines.
+    pub log: MemoryLog,
+}
+
+impl MemoryPlatform {
+    /// A platform whose store and clock share `clock`.
+    pub fn with_clock(clock: FixedClock) -> Self {
+        Self {
+            kv: MemoryKv::with_clock(clock.clone()),
+            clock,
+            ..Self::default()
+        }
+    }
+}
+
+impl Platform for MemoryPlatform {
+    type Kv = MemoryKv;
+    type Http = MemoryHttp;
+    fn kv(&self) -> &MemoryKv {
+        &self.kv
+    }
+    fn vars(&self) -> &dyn Variables {
+        &self.vars
+    }
+    fn clock(&self) -> &dyn Clock {
+        &self.clock
+    }
+    fn random(&self) -> &dyn Random {
+        &self.random
+    }
+    fn http(&self) -> &MemoryHttp {
+        &self.http
+    }
+    fn log(&self) -> &dyn LogSink {
+        &self.log
+    }
+}
+
+/// Drives a future to completion on the current thread. The in-memory ports never wait, so a
+/// no-op waker suffices; a future that stays pending is a test bug and panics.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..10_000 {
+        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+    panic!("future did not complete: in-memory ports never wait");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_back_until_they_expire() {
+        let clock = FixedClock::at(1_000);
+        let kv = MemoryKv::with_clock(clock.clone());
+        block_on(kv.set("sess:a", b"v", Some(2_000))).unwrap_or_default();
+        assert_eq!(block_on(kv.get("sess:a")), Ok(Some(b"v".to_vec())));
+        clock.advance(1_000);
+        assert_eq!(block_on(kv.get("sess:a")), Ok(None));
+        assert!(kv.is_empty(), "expired entries are removed on read");
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_add() {
+        let kv = MemoryKv::default();
+        assert_eq!(block_on(kv.increment("ctr:x", 1)), Ok(1));
+        assert_eq!(block_on(kv.increment("ctr:x", 2)), Ok(3));
+        block_on(kv.delete("ctr:x")).unwrap_or_default();
+        assert_eq!(block_on(kv.increment("ctr:x", 1)), Ok(1));
+    }
+
+    #[test]
+    fn the_memory_store_enforces_the_namespace_contract() {
+        let kv = MemoryKv::default();
+        assert!(matches!(
+            block_on(kv.set("ctr:x", b"text", None)),
+            Err(PortError::Contract(_))
+        ));
+        assert!(matches!(
+            block_on(kv.increment("sess:x", 1)),
+            Err(PortError::Contract(_))
+        ));
+    }
+
+    #[test]
+    fn a_down_store_reports_unavailable() {
+        let kv = MemoryKv::default();
+        kv.down.set(true);
+        assert!(matches!(
+            block_on(kv.get("k")),
+            Err(PortError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn empty_variables_read_as_unset() {
+        let vars = MemoryVars::default();
+        vars.set("a", "");
+        vars.set("b", "x");
+        assert_eq!(vars.get("a"), Ok(None));
+        assert_eq!(vars.get("b"), Ok(Some("x".into())));
+        assert_eq!(vars.get("c"), Ok(None));
+    }
+
+    #[test]
+    fn seq_random_fills_every_byte_and_differs_between_calls() {
+        let r = SeqRandom::default();
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        r.fill(&mut a).unwrap_or_default();
+        r.fill(&mut b).unwrap_or_default();
+        assert_ne!(a, b);
+    }
+}

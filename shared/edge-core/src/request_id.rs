@@ -1,0 +1,52 @@
+//! Request ids: accepted from the caller only when safe, otherwise generated.
+
+use crate::ports::{PortError, Random};
+
+/// Header carrying the request id in and out.
+pub const HEADER: &str = "x-request-id";
+
+/// Whether an inbound id is safe to adopt: 8 to 128 characters of `[A-Za-z0-9._-]`. Anything
+/// else (spaces, quotes, control characters) could forge log lines or headers, so it is
+/// replaced, not escaped.
+pub fn is_safe(candidate: &str) -> bool {
+    (8..=128).contains(&candidate.len())
+        && candidate
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A fresh id: 16 random bytes as 32 lowercase hex characters.
+pub fn generate(random: &dyn Random) -> Result<String, PortError> {
+    let mut bytes = [0u8; 16];
+    random.fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::SeqRandom;
+
+    #[test]
+    fn safe_ids_are_adopted() {
+        assert!(is_safe("3f2a9c1e-77aa-4b7b-9c1d-0e5f6a7b8c9d"));
+        assert!(is_safe("req_12345678"));
+    }
+
+    #[test]
+    fn unsafe_or_odd_sized_ids_are_refused() {
+        assert!(!is_safe("short"));
+        assert!(!is_safe("has space in it"));
+        assert!(!is_safe("line\nbreak-injected"));
+        assert!(!is_safe("quote\"injected-id"));
+        assert!(!is_safe(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn generated_ids_are_32_hex_chars_and_safe() {
+        let id = generate(&SeqRandom::default()).unwrap_or_default();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(is_safe(&id));
+    }
+}

@@ -1,0 +1,48 @@
+//! Cloudflare Workers adapter: the only crate that depends on `worker`. It implements the
+//! edge-core ports on the Workers runtime and converts its requests and responses to and from
+//! `http` types.
+//!
+//! Key-value goes to a Durable Object ([`store`]), not Workers KV: Workers KV is eventually
+//! consistent (a minute or more between locations) and takes one write per second per key, so
+//! it can hold neither rate counters nor logout state. Compiled for `wasm32-unknown-unknown`
+//! only; on any other target the crate is empty.
+#![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+
+mod platform;
+pub mod store;
+
+pub use platform::WorkerPlatform;
+
+use edge_core::{Bytes, Function};
+
+/// Serves one request with function `F` on Workers. The entry point of every function Worker.
+pub async fn serve<F: Function>(
+    mut req: worker::Request,
+    env: worker::Env,
+) -> worker::Result<worker::Response> {
+    let req = to_http_request(&mut req).await?;
+    let platform = WorkerPlatform::new(env);
+    let resp = edge_core::serve::<F, _>(&platform, req).await;
+    from_http_response(resp)
+}
+
+async fn to_http_request(req: &mut worker::Request) -> worker::Result<edge_core::Request> {
+    let body = req.bytes().await?;
+    let mut out = http::Request::new(Bytes::from(body));
+    *out.method_mut() = http::Method::from_bytes(req.method().as_ref().as_bytes())
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    *out.uri_mut() = req
+        .url()?
+        .as_str()
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| worker::Error::RustError(e.to_string()))?;
+    *out.headers_mut() = http::HeaderMap::from(req.headers());
+    Ok(out)
+}
+
+fn from_http_response(resp: edge_core::Response) -> worker::Result<worker::Response> {
+    let (parts, body) = resp.into_parts();
+    Ok(worker::Response::from_bytes(body.to_vec())?
+        .with_status(parts.status.as_u16())
+        .with_headers(worker::Headers::from(&parts.headers)))
+}

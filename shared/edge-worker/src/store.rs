@@ -1,0 +1,289 @@
+//! Key-value on a Durable Object: the client ([`DoKv`], used by every function Worker) and the
+//! class ([`EdgeKv`], compiled with feature `do-host` into the one Worker that hosts it).
+//!
+//! One Durable Object instance per key (`idFromName(key)`): a Durable Object runs one event at
+//! a time and its SQL storage is synchronous, so every operation on a key is atomic and strongly
+//! consistent, and no single instance becomes a hot spot for all keys. Expiry is enforced on
+//! read and by an alarm that deletes the entry, so an expired key leaves no storage behind.
+//!
+//! Wire protocol between client and object (internal, never exposed publicly):
+//! `GET|PUT|DELETE https://kv/value` and `POST https://kv/counter`, key in `x-kv-key`, expiry
+//! in `x-kv-expires-at` (unix ms), delta in `x-kv-delta`; value bytes in the body.
+
+use edge_core::kv;
+use edge_core::ports::{KeyValue, PortError};
+
+/// Binding name of the namespace in every Worker's configuration.
+pub const BINDING: &str = "EDGE_KV";
+const KEY: &str = "x-kv-key";
+const EXPIRES_AT: &str = "x-kv-expires-at";
+const DELTA: &str = "x-kv-delta";
+
+fn unavailable(what: &str, err: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable(format!("durable object {what}: {err}"))
+}
+
+/// The key-value port over the `EDGE_KV` Durable Object namespace.
+pub struct DoKv {
+    env: worker::Env,
+}
+
+impl DoKv {
+    /// A client over `env`'s `EDGE_KV` binding.
+    pub fn new(env: worker::Env) -> Self {
+        Self { env }
+    }
+
+    async fn call(
+        &self,
+        key: &str,
+        method: worker::Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<worker::Response, PortError> {
+        let ns = self
+            .env
+            .durable_object(BINDING)
+            .map_err(|e| unavailable("binding", e))?;
+        let stub = ns.get_by_name(key).map_err(|e| unavailable("stub", e))?;
+        let hdrs = worker::Headers::new();
+        hdrs.set(KEY, key).map_err(|e| unavailable("header", e))?;
+        for (name, value) in headers {
+            hdrs.set(name, value)
+                .map_err(|e| unavailable("header", e))?;
+        }
+        let mut init = worker::RequestInit::new();
+        init.with_method(method).with_headers(hdrs);
+        if let Some(body) = body {
+            init.with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
+        }
+        // Stub fetches need an absolute URL; the host part is ignored.
+        let req = worker::Request::new_with_init(&format!("https://kv{path}"), &init)
+            .map_err(|e| unavailable("request", e))?;
+        let resp = stub
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| unavailable("fetch", e))?;
+        match resp.status_code() {
+            200..=299 | 404 => Ok(resp),
+            status => Err(PortError::Unavailable(format!(
+                "durable object answered {status}"
+            ))),
+        }
+    }
+}
+
+impl KeyValue for DoKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        kv::check_value_key(key)?;
+        let mut resp = self
+            .call(key, worker::Method::Get, "/value", &[], None)
+            .await?;
+        if resp.status_code() == 404 {
+            return Ok(None);
+        }
+        resp.bytes()
+            .await
+            .map(Some)
+            .map_err(|e| unavailable("body", e))
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at_ms: Option<u64>,
+    ) -> Result<(), PortError> {
+        kv::check_value_key(key)?;
+        kv::check_value(value)?;
+        let headers: Vec<(&str, String)> = expires_at_ms
+            .map(|at| (EXPIRES_AT, at.to_string()))
+            .into_iter()
+            .collect();
+        self.call(key, worker::Method::Put, "/value", &headers, Some(value))
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        kv::check_value_key(key).or_else(|_| kv::check_counter_key(key))?;
+        self.call(key, worker::Method::Delete, "/value", &[], None)
+            .await
+            .map(drop)
+    }
+
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError> {
+        kv::check_counter_key(key)?;
+        let mut resp = self
+            .call(
+                key,
+                worker::Method::Post,
+                "/counter",
+                &[(DELTA, delta.to_string())],
+                None,
+            )
+            .await?;
+        let text = resp.text().await.map_err(|e| unavailable("body", e))?;
+        text.trim()
+            .parse()
+            .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+    }
+}
+
+#[cfg(feature = "do-host")]
+pub use host::EdgeKv;
+
+#[cfg(feature = "do-host")]
+#[allow(unsafe_code)] // the durable_object macro generates the wasm-bindgen glue
+mod host {
+    use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+    use worker::{SqlStorage, SqlStorageValue};
+
+    use super::{DELTA, EXPIRES_AT, KEY};
+
+    /// The Durable Object class holding one key (value or counter) per instance.
+    #[durable_object]
+    pub struct EdgeKv {
+        state: State,
+    }
+
+    fn now_ms() -> i64 {
+        worker::Date::now().as_millis() as i64
+    }
+
+    impl EdgeKv {
+        fn sql(&self) -> SqlStorage {
+            self.state.storage().sql()
+        }
+
+        /// Deletes expired rows; when nothing is left, deletes all storage so the instance
+        /// costs nothing.
+        async fn sweep(&self) -> Result<()> {
+            let sql = self.sql();
+            sql.exec(
+                "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                vec![SqlStorageValue::from(now_ms())],
+            )?;
+            let rows: i64 = sql
+                .exec("SELECT count(*) AS n FROM kv", None)?
+                .raw()
+                .next()
+                .transpose()?
+                .and_then(|row| match row.first() {
+                    Some(SqlStorageValue::Integer(n)) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            if rows == 0 {
+                self.state.storage().delete_alarm().await?;
+                self.state.storage().delete_all().await?;
+            }
+            Ok(())
+        }
+    }
+
+    impl DurableObject for EdgeKv {
+        fn new(state: State, _env: Env) -> Self {
+            // SQL-backed class (`new_sqlite_classes`): the table exists before the first event.
+            if let Err(err) = state.storage().sql().exec(
+                "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, n INTEGER, expires_at INTEGER)",
+                None,
+            ) {
+                worker::console_error!("edge-kv: create table failed: {err}");
+            }
+            Self { state }
+        }
+
+        async fn fetch(&self, mut req: Request) -> Result<Response> {
+            let Some(key) = req.headers().get(KEY)? else {
+                return Response::error("missing key", 400);
+            };
+            let sql = self.sql();
+            match (req.method(), req.path().as_str()) {
+                (Method::Get, "/value") => {
+                    let row = sql
+                        .exec(
+                            "SELECT v, expires_at FROM kv WHERE k = ? AND v IS NOT NULL",
+                            vec![SqlStorageValue::from(key.clone())],
+                        )?
+                        .raw()
+                        .next()
+                        .transpose()?;
+                    let Some(row) = row else {
+                        return Response::error("absent", 404);
+                    };
+                    let expired =
+                        matches!(row.get(1), Some(SqlStorageValue::Integer(at)) if *at <= now_ms());
+                    if expired {
+                        self.sweep().await?;
+                        return Response::error("absent", 404);
+                    }
+                    match row.into_iter().next() {
+                        Some(SqlStorageValue::Blob(bytes)) => Response::from_bytes(bytes),
+                        _ => Response::error("absent", 404),
+                    }
+                }
+                (Method::Put, "/value") => {
+                    let expires_at = match req.headers().get(EXPIRES_AT)? {
+                        Some(at) => Some(at.parse::<i64>().map_err(|e| e.to_string())?),
+                        None => None,
+                    };
+                    let bytes = req.bytes().await?;
+                    sql.exec(
+                        "INSERT INTO kv (k, v, n, expires_at) VALUES (?, ?, NULL, ?) \
+                         ON CONFLICT (k) DO UPDATE SET v = excluded.v, expires_at = excluded.expires_at",
+                        vec![
+                            SqlStorageValue::from(key),
+                            SqlStorageValue::from(bytes),
+                            SqlStorageValue::from(expires_at),
+                        ],
+                    )?;
+                    match expires_at {
+                        Some(at) => {
+                            let offset = (at - now_ms()).max(0);
+                            self.state.storage().set_alarm(offset).await?;
+                        }
+                        None => self.state.storage().delete_alarm().await?,
+                    }
+                    Ok(Response::empty()?.with_status(204))
+                }
+                (Method::Delete, "/value") => {
+                    sql.exec(
+                        "DELETE FROM kv WHERE k = ?",
+                        vec![SqlStorageValue::from(key)],
+                    )?;
+                    self.sweep().await?;
+                    Ok(Response::empty()?.with_status(204))
+                }
+                (Method::Post, "/counter") => {
+                    let delta: i64 = req
+                        .headers()
+                        .get(DELTA)?
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                    let row = sql
+                        .exec(
+                            "INSERT INTO kv (k, v, n, expires_at) VALUES (?, NULL, ?, NULL) \
+                             ON CONFLICT (k) DO UPDATE SET n = n + excluded.n RETURNING n",
+                            vec![SqlStorageValue::from(key), SqlStorageValue::from(delta)],
+                        )?
+                        .raw()
+                        .next()
+                        .transpose()?;
+                    match row.and_then(|r| r.into_iter().next()) {
+                        Some(SqlStorageValue::Integer(n)) => Response::ok(n.to_string()),
+                        _ => Response::error("counter did not return a value", 500),
+                    }
+                }
+                _ => Response::error("no such operation", 404),
+            }
+        }
+
+        async fn alarm(&self) -> Result<Response> {
+            self.sweep().await?;
+            Response::ok("swept")
+        }
+    }
+}
