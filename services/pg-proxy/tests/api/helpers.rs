@@ -185,7 +185,12 @@ impl TestApp {
     }
 
     /// A signed request builder with a fresh request id.
-    pub fn signed(&self, method: &str, path: &str, body: Option<&Value>) -> reqwest::RequestBuilder {
+    pub fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
         self.signed_with(&self.key, method, path, body, unix_now(), &new_request_id())
     }
 
@@ -198,11 +203,11 @@ impl TestApp {
         ts: i64,
         request_id: &str,
     ) -> reqwest::RequestBuilder {
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
         let signed = proxy_auth::sign(key, method, path, ts, request_id, &bytes).unwrap();
-        let mut rb = self
-            .client
-            .request(method.parse().unwrap(), self.url(path));
+        let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
         for (name, value) in signed.pairs() {
             rb = rb.header(name, value);
         }
@@ -214,7 +219,11 @@ impl TestApp {
 
     /// Sends a signed request and returns (status, JSON body).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let resp = self.signed(method, path, body.as_ref()).send().await.unwrap();
+        let resp = self
+            .signed(method, path, body.as_ref())
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let json = resp.json::<Value>().await.unwrap_or(Value::Null);
         (status, json)
@@ -263,7 +272,9 @@ pub fn error_code(body: &Value) -> &str {
     let e = &body["error"];
     assert!(e["message"].is_string(), "no message in {body}");
     assert!(e["request_id"].is_string(), "no request_id in {body}");
-    e["code"].as_str().unwrap_or_else(|| panic!("no code in {body}"))
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no code in {body}"))
 }
 
 pub fn message(id: &str, contact: &str, body: &str, sent_at: i64) -> Value {

@@ -1,0 +1,14 @@
+//! Black-box tests of pg-proxy against the local Postgres: one binary, one module per area
+//! (zero-to-production `tests/api` layout). Each test gets its own database.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod health;
+mod injection;
+mod messages;
+mod migrations;
+mod pool;
+mod shutdown;
+mod users_audit_sessions;
