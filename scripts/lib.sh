@@ -1,0 +1,87 @@
+# Shared helpers for the scripts in this folder. Source it; do not run it.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+
+# Every edge function: crate directory under functions/ = Spin component id = Workers env name.
+FUNCTIONS=(health)
+# Workers that are not functions: the Durable Object host (deployed) and the dev router (local).
+STORE_WORKER=store
+
+say()  { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+warn() { printf '\033[33mwarning: %s\033[0m\n' "$*" >&2; }
+die()  { printf '\033[31merror: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# Tool locations used instead of worker-build's GitHub downloads (see scripts/bootstrap).
+tool_env() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+  export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+  export WASM_OPT_BIN="$ROOT/node_modules/binaryen/bin/wasm-opt"
+  export CLOUDFLARE_CF_FETCH_ENABLED=false
+  export WRANGLER_SEND_METRICS=false
+}
+
+# The wasm-bindgen version Cargo.lock pins; wasm-bindgen-cli must match it exactly.
+locked_wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+# Crate package name of a function directory (functions/health -> fn-health).
+crate_of() { echo "fn-$1"; }
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until URL answers any HTTP status, or fails after $2 seconds (default 60).
+wait_http() {
+  local url="$1" limit="${2:-60}" i
+  for ((i = 0; i < limit * 4; i++)); do
+    curl -s -o /dev/null --max-time 2 "$url" && return 0
+    sleep 0.25
+  done
+  return 1
+}
+
+# Starts PostgreSQL if it does not answer (the machine's cluster; CI may have it stopped).
+ensure_postgres() {
+  pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+  say "starting PostgreSQL"
+  command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not running and pg_ctlcluster is missing"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
+  for _ in $(seq 1 40); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 0.25; done
+  die "PostgreSQL did not come up on 127.0.0.1:5432"
+}
+
+# Starts Redis if it does not answer (Spin's production key-value backend; see spin/).
+ensure_redis() {
+  command -v redis-cli >/dev/null || return 0
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && return 0
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+}
+
+# Application variables declared in spin.toml's [variables] table (lower snake case).
+declared_variables() {
+  awk '/^\[variables\]/ { on = 1; next } /^\[/ { on = 0 } on && /^[a-z0-9_]+ *=/ { sub(/ *=.*/, ""); print }' \
+    "$ROOT/spin.toml"
+}
+
+# Reads KEY=VALUE lines from a dotenv file into the environment without overriding variables
+# that are already set (the real environment wins). No shell evaluation of the file.
+load_dotenv() {
+  local file="$1" line key value
+  [[ -f "$file" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    line="${line#export }"
+    key="${line%%=*}"; value="${line#*=}"
+    [[ "$key" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { warn "$file: ignoring malformed line"; continue; }
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then value="${BASH_REMATCH[1]}"; fi
+    [[ -n "${!key+x}" ]] || export "$key=$value"
+  done <"$file"
+}
