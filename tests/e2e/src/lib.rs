@@ -1,1 +1,200 @@
-//! placeholder
+//! End-to-end harness: starts a real runtime (`wrangler dev` or `spin up`) serving the built
+//! wasm through `scripts/dev`, on a free port, waits until it answers, and stops every process
+//! it started when dropped, whether the cases passed or not. Cases speak HTTP only.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Runtimes the suite knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Cloudflare's local runtime (`wrangler dev`, workerd).
+    Wrangler,
+    /// Fermyon/SpinKube's `spin up`.
+    Spin,
+}
+
+impl Kind {
+    /// Parses `wrangler` or `spin`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim() {
+            "wrangler" => Some(Self::Wrangler),
+            "spin" => Some(Self::Spin),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line and in case names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wrangler => "wrangler",
+            Self::Spin => "spin",
+        }
+    }
+
+    /// `Some(reason)` when this runtime cannot run here, so its cases are reported skipped.
+    pub fn unavailable_reason(self) -> Option<String> {
+        let root = repo_root();
+        match self {
+            Self::Spin if !on_path("spin") => Some("spin not on PATH".into()),
+            Self::Spin if !root.join("dist/spin/health.wasm").exists() => {
+                Some("dist/spin not built (run scripts/build spin)".into())
+            }
+            Self::Wrangler if !root.join("node_modules/.bin/wrangler").exists() => {
+                Some("wrangler not installed (run scripts/bootstrap)".into())
+            }
+            Self::Wrangler if !root.join("dist/workers/health/index.js").exists() => {
+                Some("dist/workers not built (run scripts/build worker)".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file()))
+}
+
+/// The repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// A running runtime. Dropping it stops the whole process group it started.
+pub struct Runtime {
+    /// Which runtime.
+    pub kind: Kind,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// Where this run's logs are written (one file per process).
+    pub logs: PathBuf,
+    child: Child,
+}
+
+impl Runtime {
+    /// Starts `kind` through `scripts/dev --no-build --no-proxy` on a free port, with extra
+    /// environment `vars`, and waits up to `timeout` for it to serve `/health`.
+    pub fn start(kind: Kind, vars: &[(&str, &str)], timeout: Duration) -> Result<Self, String> {
+        let root = repo_root();
+        let port = free_port()?;
+        let state = std::env::temp_dir().join(format!("assistant-edge-e2e-{port}"));
+        let mut cmd = Command::new(root.join("scripts/dev"));
+        cmd.args(["--runtime", kind.name(), "--port", &port.to_string()])
+            .args(["--no-build", "--no-proxy"])
+            .env("EDGE_STATE_DIR", &state)
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        // Its own process group, so teardown reaches wrangler's node and workerd children.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().map_err(|e| format!("spawn scripts/dev: {e}"))?;
+        let stdout = child.stdout.take();
+        let runtime = Self {
+            kind,
+            base: format!("http://127.0.0.1:{port}"),
+            logs: root.join(format!(".dev/run-{port}/logs")),
+            child,
+        };
+
+        let (tx, rx) = mpsc::channel();
+        if let Some(stdout) = stdout {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if line.starts_with("READY ") {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        Self::wait_ready(runtime, rx, deadline, timeout)
+    }
+
+    fn wait_ready(
+        mut runtime: Self,
+        rx: mpsc::Receiver<()>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        loop {
+            if rx.recv_timeout(Duration::from_millis(250)).is_ok() {
+                return Ok(runtime);
+            }
+            if let Ok(Some(status)) = runtime.child.try_wait() {
+                return Err(format!(
+                    "scripts/dev exited with {status} before ready; logs in {}",
+                    runtime.logs.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not become ready within {timeout:?}; logs in {}",
+                    runtime.kind.name(),
+                    runtime.logs.display()
+                ));
+            }
+        }
+    }
+
+    /// Full URL of `path` on this runtime.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Every log line written so far by the runtime's processes.
+    pub fn log_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.logs) {
+            for entry in entries.flatten() {
+                if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                    lines.extend(text.lines().map(str::to_owned));
+                }
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// An HTTP client that returns 4xx/5xx as responses, not errors.
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
