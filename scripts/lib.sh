@@ -8,6 +8,8 @@ export ROOT
 FUNCTIONS=(health)
 # Workers that are not functions: the Durable Object host (deployed) and the dev router (local).
 STORE_WORKER=store
+# Test-only key-value probe (tests/kv-probe), served by `scripts/dev --with-probe`.
+PROBE=kv-probe
 
 say()  { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[33mwarning: %s\033[0m\n' "$*" >&2; }

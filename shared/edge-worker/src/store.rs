@@ -153,14 +153,22 @@ mod host {
     }
 
     impl EdgeKv {
-        fn sql(&self) -> SqlStorage {
-            self.state.storage().sql()
+        /// The instance's SQL storage, with the table in place. `deleteAll()` (after the last
+        /// entry expires or is deleted) drops the table while the instance may stay in memory,
+        /// so it is (re)created on every event; `IF NOT EXISTS` makes that a no-op lookup.
+        fn sql(&self) -> Result<SqlStorage> {
+            let sql = self.state.storage().sql();
+            sql.exec(
+                "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, n INTEGER, expires_at INTEGER)",
+                None,
+            )?;
+            Ok(sql)
         }
 
         /// Deletes expired rows; when nothing is left, deletes all storage so the instance
         /// costs nothing.
         async fn sweep(&self) -> Result<()> {
-            let sql = self.sql();
+            let sql = self.sql()?;
             sql.exec(
                 "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?",
                 vec![SqlStorageValue::from(now_ms())],
@@ -185,13 +193,6 @@ mod host {
 
     impl DurableObject for EdgeKv {
         fn new(state: State, _env: Env) -> Self {
-            // SQL-backed class (`new_sqlite_classes`): the table exists before the first event.
-            if let Err(err) = state.storage().sql().exec(
-                "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB, n INTEGER, expires_at INTEGER)",
-                None,
-            ) {
-                worker::console_error!("edge-kv: create table failed: {err}");
-            }
             Self { state }
         }
 
@@ -199,7 +200,7 @@ mod host {
             let Some(key) = req.headers().get(KEY)? else {
                 return Response::error("missing key", 400);
             };
-            let sql = self.sql();
+            let sql = self.sql()?;
             match (req.method(), req.path().as_str()) {
                 (Method::Get, "/value") => {
                     let row = sql

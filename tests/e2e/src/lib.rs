@@ -75,11 +75,17 @@ pub struct Runtime {
     pub base: String,
     /// Where this run's logs are written (one file per process).
     pub logs: PathBuf,
+    /// Base URL of the test-only key-value probe (`tests/kv-probe`).
+    pub probe: String,
+    /// Key-value state of this run (a temporary directory).
+    state: PathBuf,
+    /// Keep logs and state after teardown (set by [`Runtime::keep_files`]).
+    keep: bool,
     child: Child,
 }
 
 impl Runtime {
-    /// Starts `kind` through `scripts/dev --no-build --no-proxy` on a free port, with extra
+    /// Starts `kind` through `scripts/dev --no-build --no-proxy --with-probe` on a free port, with extra
     /// environment `vars`, and waits up to `timeout` for it to serve `/health`.
     pub fn start(kind: Kind, vars: &[(&str, &str)], timeout: Duration) -> Result<Self, String> {
         let root = repo_root();
@@ -87,7 +93,7 @@ impl Runtime {
         let state = std::env::temp_dir().join(format!("assistant-edge-e2e-{port}"));
         let mut cmd = Command::new(root.join("scripts/dev"));
         cmd.args(["--runtime", kind.name(), "--port", &port.to_string()])
-            .args(["--no-build", "--no-proxy"])
+            .args(["--no-build", "--no-proxy", "--with-probe"])
             .env("EDGE_STATE_DIR", &state)
             .current_dir(&root)
             .stdin(Stdio::null())
@@ -104,15 +110,23 @@ impl Runtime {
             kind,
             base: format!("http://127.0.0.1:{port}"),
             logs: root.join(format!(".dev/run-{port}/logs")),
+            probe: String::new(),
+            state,
+            keep: false,
             child,
         };
 
+        // scripts/dev prints `PROBE <url>` then `READY <url>` on stdout once everything answers.
         let (tx, rx) = mpsc::channel();
         if let Some(stdout) = stdout {
             std::thread::spawn(move || {
+                let mut probe = String::new();
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("PROBE ") {
+                        probe = url.trim().to_owned();
+                    }
                     if line.starts_with("READY ") {
-                        let _ = tx.send(());
+                        let _ = tx.send(std::mem::take(&mut probe));
                     }
                 }
             });
@@ -123,12 +137,13 @@ impl Runtime {
 
     fn wait_ready(
         mut runtime: Self,
-        rx: mpsc::Receiver<()>,
+        rx: mpsc::Receiver<String>,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Self, String> {
         loop {
-            if rx.recv_timeout(Duration::from_millis(250)).is_ok() {
+            if let Ok(probe) = rx.recv_timeout(Duration::from_millis(250)) {
+                runtime.probe = probe;
                 return Ok(runtime);
             }
             if let Ok(Some(status)) = runtime.child.try_wait() {
@@ -145,6 +160,11 @@ impl Runtime {
                 ));
             }
         }
+    }
+
+    /// Keep this run's logs and state on disk after teardown (for a failed run).
+    pub fn keep_files(&mut self) {
+        self.keep = true;
     }
 
     /// Full URL of `path` on this runtime.
@@ -179,6 +199,18 @@ impl Drop for Runtime {
         }
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
+        if self.keep {
+            eprintln!(
+                "e2e: {} logs kept in {}",
+                self.kind.name(),
+                self.logs.display()
+            );
+        } else {
+            if let Some(run_dir) = self.logs.parent() {
+                let _ = std::fs::remove_dir_all(run_dir);
+            }
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
     }
 }
 

@@ -36,6 +36,22 @@ const CASES: &[(&str, Case)] = &[
         "access_log_is_json_without_query",
         access_log_is_json_without_query,
     ),
+    (
+        "kv_values_round_trip_and_delete",
+        kv_values_round_trip_and_delete,
+    ),
+    (
+        "kv_expired_values_read_as_absent",
+        kv_expired_values_read_as_absent,
+    ),
+    (
+        "kv_counters_exact_under_32_concurrent_clients",
+        kv_counters_exact_under_concurrency,
+    ),
+    (
+        "kv_value_and_counter_namespaces_never_mix",
+        kv_namespaces_never_mix,
+    ),
 ];
 
 fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
@@ -66,14 +82,18 @@ impl Resp {
 }
 
 fn call(rt: &Runtime, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<Resp, Failed> {
-    let mut req = http::Request::builder().method(method).uri(rt.url(path));
+    send(&rt.url(path), method, headers, "")
+}
+
+fn send(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> Result<Resp, Failed> {
+    let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(()).map_err(|e| e.to_string())?;
+    let req = req.body(body.to_owned()).map_err(|e| e.to_string())?;
     let mut resp = client()
         .run(req)
-        .map_err(|e| format!("{method} {path}: {e}"))?;
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let body = resp.body_mut().read_to_string().unwrap_or_default();
     Ok(Resp {
         status: resp.status().as_u16(),
@@ -244,6 +264,141 @@ fn access_log_is_json_without_query(rt: &Runtime) -> Result<(), Failed> {
     )
 }
 
+/// A key unique to this run and case, so reruns against persisted state start clean.
+fn unique_key(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}e2e-{}-{nanos}", std::process::id())
+}
+
+fn probe(rt: &Runtime, method: &str, path_and_query: &str, body: &str) -> Result<Resp, Failed> {
+    send(&format!("{}{path_and_query}", rt.probe), method, &[], body)
+}
+
+fn kv_values_round_trip_and_delete(rt: &Runtime) -> Result<(), Failed> {
+    let key = unique_key("sess:");
+    let r = probe(rt, "GET", &format!("/__kv/value?key={key}"), "")?;
+    ensure(
+        r.status == 404,
+        format!("absent key: {} {}", r.status, r.body),
+    )?;
+    let r = probe(rt, "PUT", &format!("/__kv/value?key={key}"), "first")?;
+    ensure(r.status == 204, format!("set: {} {}", r.status, r.body))?;
+    let r = probe(rt, "PUT", &format!("/__kv/value?key={key}"), "second")?;
+    ensure(
+        r.status == 204,
+        format!("overwrite: {} {}", r.status, r.body),
+    )?;
+    let r = probe(rt, "GET", &format!("/__kv/value?key={key}"), "")?;
+    ensure(
+        r.status == 200 && r.body == "second",
+        format!("read back: {} {:?}", r.status, r.body),
+    )?;
+    let r = probe(rt, "DELETE", &format!("/__kv/value?key={key}"), "")?;
+    ensure(r.status == 204, format!("delete: {}", r.status))?;
+    let r = probe(rt, "GET", &format!("/__kv/value?key={key}"), "")?;
+    ensure(r.status == 404, format!("after delete: {}", r.status))
+}
+
+fn kv_expired_values_read_as_absent(rt: &Runtime) -> Result<(), Failed> {
+    let live = unique_key("sess:live-");
+    let r = probe(
+        rt,
+        "PUT",
+        &format!("/__kv/value?key={live}&expires_in_ms=600000"),
+        "x",
+    )?;
+    ensure(r.status == 204, format!("set live: {}", r.status))?;
+    let r = probe(rt, "GET", &format!("/__kv/value?key={live}"), "")?;
+    ensure(
+        r.status == 200,
+        format!("unexpired value must read back: {}", r.status),
+    )?;
+    let dead = unique_key("sess:dead-");
+    let r = probe(
+        rt,
+        "PUT",
+        &format!("/__kv/value?key={dead}&expires_in_ms=-1000"),
+        "x",
+    )?;
+    ensure(r.status == 204, format!("set expired: {}", r.status))?;
+    let r = probe(rt, "GET", &format!("/__kv/value?key={dead}"), "")?;
+    ensure(
+        r.status == 404,
+        format!("expired value must read as absent: {}", r.status),
+    )
+}
+
+fn kv_counters_exact_under_concurrency(rt: &Runtime) -> Result<(), Failed> {
+    const CLIENTS: usize = 32;
+    const EACH: usize = 20;
+    let key = unique_key("ctr:");
+    let url = format!("{}/__kv/incr?key={key}&delta=1", rt.probe);
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || -> Result<Vec<i64>, String> {
+                let mut seen = Vec::with_capacity(EACH);
+                for _ in 0..EACH {
+                    let r = send(&url, "POST", &[], "").map_err(|e| format!("{e:?}"))?;
+                    if r.status != 200 {
+                        return Err(format!("increment answered {}: {}", r.status, r.body));
+                    }
+                    let v: serde_json::Value =
+                        serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+                    seen.push(v["value"].as_i64().ok_or("no value")?);
+                }
+                Ok(seen)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| "client thread panicked")??);
+    }
+    all.sort_unstable();
+    let expected: Vec<i64> = (1..=(CLIENTS * EACH) as i64).collect();
+    ensure(
+        all == expected,
+        format!(
+            "{} increments must return each of 1..={} exactly once; got {} distinct, max {:?}",
+            CLIENTS * EACH,
+            CLIENTS * EACH,
+            {
+                let mut d = all.clone();
+                d.dedup();
+                d.len()
+            },
+            all.last()
+        ),
+    )
+}
+
+fn kv_namespaces_never_mix(rt: &Runtime) -> Result<(), Failed> {
+    let r = probe(
+        rt,
+        "PUT",
+        &format!("/__kv/value?key={}", unique_key("ctr:")),
+        "text",
+    )?;
+    ensure(
+        r.status == 422,
+        format!("set on a counter key: {} {}", r.status, r.body),
+    )?;
+    let r = probe(
+        rt,
+        "POST",
+        &format!("/__kv/incr?key={}", unique_key("sess:")),
+        "",
+    )?;
+    ensure(
+        r.status == 422,
+        format!("increment of a value key: {} {}", r.status, r.body),
+    )
+}
+
 fn main() {
     let args = Arguments::from_args();
     let wanted = std::env::var("E2E_RUNTIMES").unwrap_or_else(|_| "wrangler,spin".into());
@@ -291,7 +446,12 @@ fn main() {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        drop(runtime);
+        if let Some(Ok(mut rt)) = runtime {
+            if conclusion.has_failed() {
+                rt.keep_files();
+            }
+            drop(rt);
+        }
     }
     conclusion.exit();
 }
