@@ -6,7 +6,7 @@
 //! bounded by a request count and a wall-clock cap. Prints a Markdown report on stdout.
 //!
 //! Environment: BENCH_PROXY_URL, BENCH_HMAC_KEY, BENCH_DIRECT_URL, BENCH_BOUNCER_URL,
-//! BENCH_REQUESTS (per op and path, default 2000), BENCH_CONCURRENCY (default 16),
+//! BENCH_REQUESTS (per op and path, default 10000), BENCH_CONCURRENCY (default 16),
 //! BENCH_MAX_SECS (cap per run, default 30).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,7 +267,7 @@ async fn main() {
     let key = SigningKey::from_hex(&env("BENCH_HMAC_KEY")).expect("BENCH_HMAC_KEY");
     let direct = env("BENCH_DIRECT_URL");
     let bouncer = env("BENCH_BOUNCER_URL");
-    let total = env_num("BENCH_REQUESTS", 2000);
+    let total = env_num("BENCH_REQUESTS", 10_000);
     let conc = env_num("BENCH_CONCURRENCY", 16);
     let cap = Duration::from_secs(env_num("BENCH_MAX_SECS", 30) as u64);
 

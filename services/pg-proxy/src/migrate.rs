@@ -20,11 +20,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "unlogged_nonces",
+        sql: include_str!("../migrations/0002_unlogged_nonces.sql"),
+    },
+];
 
 /// Advisory lock key: "pgproxy1" as big-endian bytes, unlikely to collide with other users.
 const LOCK_KEY: i64 = 0x7067_7072_6f78_7931;

@@ -13,10 +13,22 @@ async fn running_migrations_twice_applies_them_once() {
     let db = TestDb::create().await;
     let cfg = config(&db).await;
     let first = migrate::run_with_config(&cfg).await.unwrap();
-    assert_eq!(first.applied, vec![1]);
+    let all: Vec<i32> = migrate::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(first.applied, all);
     let second = migrate::run_with_config(&cfg).await.unwrap();
     assert!(second.applied.is_empty());
-    assert_eq!(second.already, vec![1]);
+    assert_eq!(second.already, all);
+    // The replay cache is unlogged (migration 2): no WAL flush per signed request.
+    let client = db.connect().await;
+    let persistence: String = client
+        .query_one(
+            "SELECT relpersistence::text FROM pg_class WHERE relname = 'request_nonces'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(persistence, "u");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
