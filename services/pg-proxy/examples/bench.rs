@@ -307,6 +307,24 @@ async fn main() {
         rows.push((name, d, b, p));
     }
 
+    // The HTTP floor: the same client against the unsigned liveness route (no signing, no
+    // database), to show how much of the proxy's cost is HTTP on this machine.
+    let floor = {
+        let client = reqwest::Client::new();
+        let url = Arc::new(format!("{proxy}/api/v1/health"));
+        drive(total, conc, cap, move |_, _| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                match client.get(url.as_str()).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await
+    };
+
     println!("| op | path | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for (name, d, b, p) in &rows {
@@ -325,6 +343,14 @@ async fn main() {
             );
         }
     }
+    println!(
+        "| HTTP floor: GET /api/v1/health (no DB) | pg-proxy (unsigned) | {} | {} | {:.0} | {} | {} |",
+        floor.n,
+        floor.errors,
+        floor.rps(),
+        ms(floor.p50),
+        ms(floor.p99)
+    );
     println!();
     println!("| op | proxy / direct throughput | proxy / PgBouncer throughput | proxy p50 / direct p50 | proxy p99 / direct p99 | PgBouncer p50 / direct p50 |");
     println!("|---|---:|---:|---:|---:|---:|");
