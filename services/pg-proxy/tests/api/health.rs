@@ -78,3 +78,34 @@ async fn readiness_passes_with_a_database_and_fails_without_one() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_until_one_closes() {
+    let app = TestApp::spawn_with(Opts::default().set("PROXY_MAX_CONNECTIONS", "1")).await;
+    // An idle TCP connection takes the only slot.
+    let hog = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let blocked = client.get(app.url("/api/v1/health")).send().await;
+    assert!(blocked.is_err(), "served beyond the cap: {blocked:?}");
+    drop(hog);
+    // Once the slot is free the next connection is served (bounded retries: the server
+    // notices the close asynchronously).
+    let started = std::time::Instant::now();
+    loop {
+        let fresh = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap();
+        if let Ok(r) = fresh.get(app.url("/api/v1/health")).send().await {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "slot never freed"
+        );
+    }
+}
