@@ -1,0 +1,576 @@
+//! Owns the catalog: the static table of every managed variable and secret, with its
+//! category, whether it is secret, who requires it where, its format, whether a strength
+//! score applies and its rotation period.
+//!
+//! Requirement policy (the decisions behind the `required` columns):
+//! * Secrets that **guard an endpoint** (`JWT_SECRET_KEY` for login/logout, `ADMIN_TOKEN` for
+//!   the admin health routes, `EVOLUTION_WEBHOOK_SECRET` for the webhook) are required in
+//!   every environment: without them the endpoint would either admit everyone or no one,
+//!   and a development setup should find that out at start-up, not per request.
+//! * Everything a function needs to reach another system (provider keys, proxy URL and key,
+//!   Evolution API) is required in staging and production; development may run without the
+//!   other system and fails at use.
+//! * `TRUSTED_HOSTS` is required in production for every edge function: an unset list would
+//!   accept any `Host`.
+//! * The proxy requires `DATABASE_URL` and `PROXY_HMAC_KEY` everywhere: it cannot start
+//!   without them.
+//! * `OPENAI_API_KEY` is the primary provider; the other provider keys are optional
+//!   fallbacks and are checked only when set.
+
+use crate::formats::{Environment, Function};
+
+/// Which family a variable belongs to; decides its rotation period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    /// AI provider keys and model settings.
+    AiProvider,
+    /// Keys that sign, authenticate or authorise.
+    Security,
+    /// Connections to our own systems (proxy, database, cache).
+    Infrastructure,
+    /// Third-party services other than AI providers (WhatsApp gateway, monitoring, tracing).
+    ExternalService,
+    /// Behaviour of the functions (environment, debug, CORS, rate limits).
+    Application,
+    /// What the assistant tells customers about the centre.
+    Business,
+}
+
+impl Category {
+    /// Name for summaries (`ai_provider`, `security`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AiProvider => "ai_provider",
+            Self::Security => "security",
+            Self::Infrastructure => "infrastructure",
+            Self::ExternalService => "external_service",
+            Self::Application => "application",
+            Self::Business => "business",
+        }
+    }
+}
+
+/// Rotation periods in days, by the kind of credential.
+pub mod rotation_days {
+    /// AI provider keys: billable and widely scoped, so the shortest period.
+    pub const AI_PROVIDER: u16 = 90;
+    /// Signing and authentication keys (JWT, HMAC, admin, webhook).
+    pub const SECURITY: u16 = 180;
+    /// Database and cache credentials: rotating them needs a coordinated restart.
+    pub const DATABASE: u16 = 365;
+    /// Third-party service credentials.
+    pub const EXTERNAL_SERVICE: u16 = 120;
+}
+
+/// How often a value must be rotated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// At most this many days between rotations, checked against `<NAME>_ROTATED_AT`.
+    Days(u16),
+    /// Not rotated: a setting, not a credential.
+    NotRotated,
+}
+
+/// Whether the 0–100 strength score is enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strength {
+    /// Score must reach `min`: secrets we generate ourselves.
+    Scored {
+        /// Minimum acceptable score.
+        min: u8,
+    },
+    /// Issued by a third party (its format check applies) or not a secret.
+    NotScored,
+}
+
+/// The format check of an entry; see `formats` for each rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `sk-`, `sk-proj-`, `sk-svcacct-` + ≥ 32 of `[A-Za-z0-9_-]`.
+    OpenAiKey,
+    /// `sk-ant-` + ≥ 32 of `[A-Za-z0-9_-]`.
+    AnthropicKey,
+    /// `AIza` + 35 of `[0-9A-Za-z_-]`.
+    GoogleKey,
+    /// `gsk_` + 52 alphanumerics.
+    GroqKey,
+    /// `lsv2_pt_` / `lsv2_sk_` / `ls__` + ≥ 32 of `[A-Za-z0-9_]`.
+    LangSmithKey,
+    /// Opaque third-party token: 16–512 printable ASCII, no spaces.
+    ApiToken,
+    /// At least `min_bytes` random bytes after decoding hex, base64 or raw text.
+    KeyMaterial {
+        /// Minimum decoded length.
+        min_bytes: usize,
+    },
+    /// Hex only (what `proxy-auth` accepts), at least `min_bytes` decoded.
+    HexKey {
+        /// Minimum decoded length.
+        min_bytes: usize,
+    },
+    /// `[A-Za-z0-9._:/-]`, 1 to `max` characters.
+    Identifier {
+        /// Maximum length.
+        max: usize,
+    },
+    /// Display text without control characters, 1 to `max` characters.
+    Text {
+        /// Maximum length in characters.
+        max: usize,
+    },
+    /// `http(s)` URL, https in production, no credentials.
+    HttpUrl,
+    /// `postgres://` or `postgresql://` URL.
+    PostgresUrl,
+    /// `rediss://` URL (`redis://` only for localhost outside production).
+    RedisUrl,
+    /// `https://<key>@<host>/<project id>`.
+    SentryDsn,
+    /// `development` | `staging` | `production`.
+    Environment,
+    /// `true/false`, `1/0`, `yes/no`.
+    Bool,
+    /// Whole number in `min..=max`.
+    Integer {
+        /// Smallest allowed value.
+        min: u32,
+        /// Largest allowed value.
+        max: u32,
+    },
+    /// Comma list of origins (`https://a.example`, `https://*.example.app`).
+    OriginList,
+    /// Comma list of host patterns (`api.example.com`, `*.example.app`).
+    HostList,
+    /// Phone number with 10–15 digits.
+    Phone,
+    /// Email address.
+    Email,
+    /// `Mon-Fri 09:00-18:00; Sat 09:00-13:00`.
+    BusinessHours,
+}
+
+/// Functions × environments in which an entry must be set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// Functions that cannot work without the value.
+    pub functions: &'static [Function],
+    /// Environments in which those functions refuse to start without it.
+    pub environments: &'static [Environment],
+}
+
+/// One managed variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Variable name, upper case (the Spin variable is its lower-case form).
+    pub name: &'static str,
+    /// Family.
+    pub category: Category,
+    /// Whether the value is a secret: redacted from logs, never summarised, rotated.
+    pub secret: bool,
+    /// What it is for.
+    pub description: &'static str,
+    /// Where it must be set; empty means optional everywhere.
+    pub required: &'static [Need],
+    /// Format check applied whenever the value is set.
+    pub format: Format,
+    /// Whether the strength score is enforced.
+    pub strength: Strength,
+    /// Rotation period.
+    pub rotation: Rotation,
+    /// Value used when unset (settings only; never for a secret).
+    pub default: Option<&'static str>,
+}
+
+impl Entry {
+    /// Whether `function` must have this value in `env`.
+    pub fn is_required(&self, function: Function, env: Environment) -> bool {
+        self.required
+            .iter()
+            .any(|need| need.functions.contains(&function) && need.environments.contains(&env))
+    }
+
+    /// The companion variable holding the date of the last rotation, `<NAME>_ROTATED_AT`.
+    pub fn rotated_at_name(&self) -> String {
+        format!("{}_ROTATED_AT", self.name)
+    }
+}
+
+use Environment::{Development as DEV, Production as PROD, Staging as STG};
+use Function::*;
+
+const ALL_ENVS: &[Environment] = &[DEV, STG, PROD];
+const DEPLOYED: &[Environment] = &[STG, PROD];
+/// Edge functions that call the Postgres proxy.
+const PROXY_CALLERS: &[Function] = &[Webhook, Login, Logout, HealthReadiness, HealthComprehensive];
+const SECURITY_SCORE: Strength = Strength::Scored {
+    min: crate::strength::MIN_SECURITY_SCORE,
+};
+const AI: Rotation = Rotation::Days(rotation_days::AI_PROVIDER);
+const SEC: Rotation = Rotation::Days(rotation_days::SECURITY);
+const DB: Rotation = Rotation::Days(rotation_days::DATABASE);
+const EXT: Rotation = Rotation::Days(rotation_days::EXTERNAL_SERVICE);
+
+const fn secret(
+    name: &'static str,
+    category: Category,
+    description: &'static str,
+    required: &'static [Need],
+    format: Format,
+    strength: Strength,
+    rotation: Rotation,
+) -> Entry {
+    Entry {
+        name,
+        category,
+        secret: true,
+        description,
+        required,
+        format,
+        strength,
+        rotation,
+        default: None,
+    }
+}
+
+const fn setting(
+    name: &'static str,
+    category: Category,
+    description: &'static str,
+    required: &'static [Need],
+    format: Format,
+    default: Option<&'static str>,
+) -> Entry {
+    Entry {
+        name,
+        category,
+        secret: false,
+        description,
+        required,
+        format,
+        strength: Strength::NotScored,
+        rotation: Rotation::NotRotated,
+        default,
+    }
+}
+
+const NONE: &[Need] = &[];
+
+static CATALOG: [Entry; 35] = [
+    // AI providers
+    secret(
+        "OPENAI_API_KEY",
+        Category::AiProvider,
+        "OpenAI API key; the assistant's primary model provider.",
+        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        Format::OpenAiKey,
+        Strength::NotScored,
+        AI,
+    ),
+    secret(
+        "ANTHROPIC_API_KEY",
+        Category::AiProvider,
+        "Anthropic API key; optional fallback provider.",
+        NONE,
+        Format::AnthropicKey,
+        Strength::NotScored,
+        AI,
+    ),
+    secret(
+        "GOOGLE_API_KEY",
+        Category::AiProvider,
+        "Google AI (Gemini) API key; optional fallback provider.",
+        NONE,
+        Format::GoogleKey,
+        Strength::NotScored,
+        AI,
+    ),
+    secret(
+        "GROQ_API_KEY",
+        Category::AiProvider,
+        "Groq API key; optional low-latency fallback provider.",
+        NONE,
+        Format::GroqKey,
+        Strength::NotScored,
+        AI,
+    ),
+    setting(
+        "OPENAI_MODEL",
+        Category::AiProvider,
+        "OpenAI model used for replies.",
+        NONE,
+        Format::Identifier { max: 100 },
+        Some("gpt-4o-mini"),
+    ),
+    setting(
+        "ANTHROPIC_MODEL",
+        Category::AiProvider,
+        "Anthropic model used when falling back to Anthropic.",
+        NONE,
+        Format::Identifier { max: 100 },
+        None,
+    ),
+    // Security
+    secret(
+        "JWT_SECRET_KEY",
+        Category::Security,
+        "HS256 key signing session JWTs; at least 32 random bytes.",
+        &[Need { functions: &[Login, Logout], environments: ALL_ENVS }],
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "SECRET_KEY",
+        Category::Security,
+        "Application secret for cookie and CSRF token signing; separate from JWT_SECRET_KEY so rotating one does not invalidate the other.",
+        &[Need { functions: &[Login, Logout], environments: DEPLOYED }],
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "PROXY_HMAC_KEY",
+        Category::Security,
+        "HMAC-SHA256 key signing edge-to-proxy requests (hex, openssl rand -hex 32).",
+        &[
+            Need { functions: PROXY_CALLERS, environments: DEPLOYED },
+            Need { functions: &[PgProxy], environments: ALL_ENVS },
+        ],
+        Format::HexKey { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "PROXY_HMAC_KEY_PREVIOUS",
+        Category::Security,
+        "Previous proxy HMAC key, still accepted by the proxy during a rotation.",
+        NONE,
+        Format::HexKey { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "ADMIN_TOKEN",
+        Category::Security,
+        "Bearer token for the admin-only health routes.",
+        &[Need {
+            functions: &[HealthComprehensive, HealthSecrets],
+            environments: ALL_ENVS,
+        }],
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "EVOLUTION_WEBHOOK_SECRET",
+        Category::Security,
+        "Shared secret authenticating Evolution API webhook calls.",
+        &[Need { functions: &[Webhook], environments: ALL_ENVS }],
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    // Infrastructure
+    setting(
+        "PROXY_URL",
+        Category::Infrastructure,
+        "Base URL of the Postgres proxy (services/pg-proxy).",
+        &[Need { functions: PROXY_CALLERS, environments: DEPLOYED }],
+        Format::HttpUrl,
+        None,
+    ),
+    secret(
+        "DATABASE_URL",
+        Category::Infrastructure,
+        "Postgres connection URL with credentials; proxy side only, never given to an edge function.",
+        &[Need { functions: &[PgProxy], environments: ALL_ENVS }],
+        Format::PostgresUrl,
+        Strength::NotScored,
+        DB,
+    ),
+    secret(
+        "REDIS_URL",
+        Category::Infrastructure,
+        "Redis URL with credentials, for deployments that keep counters outside the platform store.",
+        NONE,
+        Format::RedisUrl,
+        Strength::NotScored,
+        DB,
+    ),
+    setting(
+        "DB_POOL_MAX_SIZE",
+        Category::Infrastructure,
+        "Maximum Postgres connections held by the proxy.",
+        NONE,
+        Format::Integer { min: 1, max: 1000 },
+        None,
+    ),
+    // External services
+    secret(
+        "EVOLUTION_API_KEY",
+        Category::ExternalService,
+        "API key for sending WhatsApp messages through the Evolution API.",
+        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        Format::ApiToken,
+        Strength::NotScored,
+        EXT,
+    ),
+    setting(
+        "EVOLUTION_API_URL",
+        Category::ExternalService,
+        "Base URL of the Evolution API server.",
+        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        Format::HttpUrl,
+        None,
+    ),
+    setting(
+        "EVOLUTION_INSTANCE",
+        Category::ExternalService,
+        "Evolution API instance (WhatsApp number) the assistant speaks through.",
+        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        Format::Identifier { max: 64 },
+        None,
+    ),
+    secret(
+        "SENTRY_DSN",
+        Category::ExternalService,
+        "Sentry DSN; unexpected errors are reported when set.",
+        NONE,
+        Format::SentryDsn,
+        Strength::NotScored,
+        EXT,
+    ),
+    secret(
+        "LANGSMITH_API_KEY",
+        Category::ExternalService,
+        "LangSmith API key for tracing model calls; tracing is off when unset.",
+        NONE,
+        Format::LangSmithKey,
+        Strength::NotScored,
+        EXT,
+    ),
+    setting(
+        "LANGSMITH_PROJECT",
+        Category::ExternalService,
+        "LangSmith project receiving the traces.",
+        NONE,
+        Format::Text { max: 100 },
+        None,
+    ),
+    // Application settings
+    setting(
+        "ENVIRONMENT",
+        Category::Application,
+        "development | staging | production; decides how strictly everything else is judged.",
+        NONE,
+        Format::Environment,
+        Some("development"),
+    ),
+    setting(
+        "DEBUG",
+        Category::Application,
+        "Verbose errors and debug routes; must be false in production.",
+        NONE,
+        Format::Bool,
+        Some("false"),
+    ),
+    setting(
+        "VALIDATE_API_KEYS",
+        Category::Application,
+        "Whether a key with a bad format is a problem (true) or a warning (false, development only); must be true in production.",
+        NONE,
+        Format::Bool,
+        Some("true"),
+    ),
+    setting(
+        "FRONTEND_URL",
+        Category::Application,
+        "URL of the web frontend; its origin is always allowed by CORS.",
+        &[Need { functions: &[Login, Logout], environments: DEPLOYED }],
+        Format::HttpUrl,
+        None,
+    ),
+    setting(
+        "CORS_ORIGINS",
+        Category::Application,
+        "Extra allowed origins, comma separated; https://*.example.app patterns only when written explicitly.",
+        NONE,
+        Format::OriginList,
+        None,
+    ),
+    setting(
+        "TRUSTED_HOSTS",
+        Category::Application,
+        "Allowed Host headers, comma separated (api.example.com, *.example.app).",
+        &[Need { functions: &Function::EDGE, environments: &[PROD] }],
+        Format::HostList,
+        None,
+    ),
+    setting(
+        "RATE_LIMIT_PER_MINUTE",
+        Category::Application,
+        "Sustained requests per minute per client.",
+        NONE,
+        Format::Integer { min: 1, max: 100_000 },
+        Some("50"),
+    ),
+    setting(
+        "RATE_LIMIT_BURST",
+        Category::Application,
+        "Requests a client may send at once before the per-minute rate applies.",
+        NONE,
+        Format::Integer { min: 1, max: 10_000 },
+        Some("10"),
+    ),
+    setting(
+        "ENABLE_RATE_LIMITING",
+        Category::Application,
+        "Whether rate limiting is applied; turning it off in production is a warning.",
+        NONE,
+        Format::Bool,
+        Some("true"),
+    ),
+    // Business
+    setting(
+        "BUSINESS_NAME",
+        Category::Business,
+        "Name of the tutoring centre, as the assistant introduces it.",
+        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        Format::Text { max: 100 },
+        None,
+    ),
+    setting(
+        "BUSINESS_PHONE",
+        Category::Business,
+        "Contact phone number given to customers.",
+        NONE,
+        Format::Phone,
+        None,
+    ),
+    setting(
+        "BUSINESS_EMAIL",
+        Category::Business,
+        "Contact email address given to customers.",
+        NONE,
+        Format::Email,
+        None,
+    ),
+    setting(
+        "BUSINESS_HOURS",
+        Category::Business,
+        "Opening hours, e.g. 'Mon-Fri 09:00-18:00; Sat 09:00-13:00'.",
+        NONE,
+        Format::BusinessHours,
+        None,
+    ),
+];
+
+/// The whole catalog, in a stable order (by category, then as listed above).
+pub fn catalog() -> &'static [Entry] {
+    &CATALOG
+}
+
+/// The entry named `name`, if managed.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    CATALOG.iter().find(|e| e.name == name)
+}

@@ -1,0 +1,49 @@
+//! The catalog of managed variables and secrets of assistant-edge, and the fail-closed
+//! validation built on it.
+//!
+//! Pure and platform neutral: no I/O, no clock, no randomness, no platform crate. The caller
+//! passes a variable lookup and today's [`Date`], so the edge core (Spin, Cloudflare Workers)
+//! and the native operator CLI run exactly the same rules.
+//!
+//! * [`catalog`] — the table ([`Entry`]): name, [`Category`], secret or not, who requires it
+//!   in which [`Environment`], [`Format`], [`Strength`], [`Rotation`].
+//! * [`validate`] → [`Report`] of [`Problem`]s (fail closed) and warnings; [`parse_settings`]
+//!   → typed [`Settings`] or the report.
+//! * [`strength::score`] — the 0–100 strength score; [`strength::key_material_bytes`] — the
+//!   "32 random bytes after decoding" rule.
+//! * [`secret_values`] — every configured secret, for the log redaction pass.
+//! * [`Secret`] — prints `[redacted]`; the value only through [`Secret::expose`].
+//!
+//! ```
+//! use secrets_catalog::{parse_settings, Date, Function};
+//! let vars = |name: &str| match name {
+//!     "ENVIRONMENT" => Some("development".to_owned()),
+//!     _ => None,
+//! };
+//! let today = Date::parse("2026-11-22").unwrap();
+//! let validated = parse_settings(&vars, Function::Health, today).unwrap();
+//! assert_eq!(validated.settings.rate_limit.per_minute, 50);
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod date;
+pub mod formats;
+mod secret;
+pub mod strength;
+mod validate;
+
+pub use catalog::{
+    catalog, entry, rotation_days, Category, Entry, Format, Need, Rotation, Strength,
+};
+pub use date::{Date, DateError};
+pub use formats::{
+    BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl, Origin,
+    PhoneNumber,
+};
+pub use secret::Secret;
+pub use validate::{
+    parse_settings, secret_values, validate, Business, Lookup, Problem, RateLimitSettings, Report,
+    Rule, Settings, Validated,
+};
