@@ -879,3 +879,394 @@ fn minutes(text: &str, closing: bool, segment: usize) -> Result<u16, FormatError
     }
     Ok(h * 60 + m)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use Environment::{Development as DEV, Production as PROD, Staging as STG};
+
+    fn alnum(n: usize) -> String {
+        "Zq7Lm2Xw9Rb4Tn8Kc3Vy6Hd1Pf5Gj0Ss"
+            .chars()
+            .cycle()
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn environments_are_exactly_development_staging_or_production() {
+        assert_eq!(Environment::parse("production"), Ok(PROD));
+        assert_eq!(Environment::parse("staging"), Ok(STG));
+        assert_eq!(Environment::parse("development"), Ok(DEV));
+        for bad in ["Production", "prod", "dev", "test", ""] {
+            assert!(Environment::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn function_names_round_trip_and_unknown_names_are_none() {
+        for f in Function::ALL {
+            assert_eq!(Function::from_name(f.as_str()), Some(f));
+        }
+        assert_eq!(Function::from_name("health_readiness"), None);
+    }
+
+    #[test]
+    fn booleans_accept_true_false_1_0_yes_no_in_any_case_and_nothing_else() {
+        for yes in ["true", "TRUE", "True", "1", "yes", "YES"] {
+            assert_eq!(parse_bool(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "False", "0", "no", "NO"] {
+            assert_eq!(parse_bool(no), Ok(false), "{no}");
+        }
+        for bad in ["on", "off", "flase", "2", "", "y"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn integers_must_be_plain_digits_within_bounds() {
+        assert_eq!(parse_int("50", 1, 100), Ok(50));
+        assert_eq!(parse_int("1", 1, 100), Ok(1));
+        assert_eq!(parse_int("100", 1, 100), Ok(100));
+        for bad in [
+            "0",
+            "101",
+            "-5",
+            "+5",
+            " 5",
+            "5.0",
+            "1_0",
+            "",
+            "99999999999",
+        ] {
+            assert!(parse_int(bad, 1, 100).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_int("0", 1, 100).unwrap_err().reason(),
+            "must be a whole number from 1 to 100"
+        );
+    }
+
+    #[test]
+    fn openai_keys_take_the_sk_sk_proj_and_sk_svcacct_prefixes() {
+        for prefix in ["sk-", "sk-proj-", "sk-svcacct-", "sk-admin-"] {
+            assert!(
+                check_openai_key(&format!("{prefix}{}", alnum(48))).is_ok(),
+                "{prefix}"
+            );
+        }
+        assert!(check_openai_key(&format!("sk-proj-{}_-{}", alnum(60), alnum(60))).is_ok());
+    }
+
+    #[test]
+    fn openai_keys_with_another_prefix_a_short_body_or_odd_characters_are_refused() {
+        for bad in [
+            alnum(51),
+            format!("pk-{}", alnum(48)),
+            format!("sk-{}", alnum(20)),
+            format!("sk-{} {}", alnum(24), alnum(24)),
+            format!("sk-{}!", alnum(48)),
+            format!("sk-{}", alnum(600)),
+        ] {
+            assert!(check_openai_key(&bad).is_err());
+        }
+        let anthropic = format!("sk-ant-api03-{}", alnum(80));
+        assert!(check_openai_key(&anthropic)
+            .unwrap_err()
+            .reason()
+            .contains("Anthropic"));
+    }
+
+    #[test]
+    fn anthropic_keys_need_the_sk_ant_prefix_and_a_long_body() {
+        assert!(
+            check_anthropic_key(&format!("sk-ant-api03-{}-{}AA", alnum(60), alnum(30))).is_ok()
+        );
+        assert!(check_anthropic_key(&format!("sk-{}", alnum(90))).is_err());
+        assert!(check_anthropic_key("sk-ant-short").is_err());
+        assert!(check_anthropic_key(&format!("sk-ant-{}/", alnum(40))).is_err());
+    }
+
+    #[test]
+    fn groq_keys_need_exactly_52_characters_after_the_prefix() {
+        assert!(check_groq_key(&format!("gsk_{}", alnum(52))).is_ok());
+        assert!(check_groq_key(&format!("gsk_{}", alnum(51))).is_err());
+        assert!(check_groq_key(&format!("gsk_{}", alnum(53))).is_err());
+        assert!(check_groq_key(&format!("gsk-{}", alnum(52))).is_err());
+        assert!(check_groq_key(&format!("gsk_{}_", alnum(51))).is_err());
+    }
+
+    #[test]
+    fn google_keys_need_aiza_and_exactly_35_url_safe_characters() {
+        assert!(check_google_key(&format!("AIza{}-_", alnum(33))).is_ok());
+        assert!(check_google_key(&format!("AIza{}", alnum(34))).is_err());
+        assert!(check_google_key(&format!("AIza{}", alnum(36))).is_err());
+        assert!(check_google_key(&format!("aiza{}", alnum(35))).is_err());
+        assert!(check_google_key(&format!("AIza{}+", alnum(34))).is_err());
+    }
+
+    #[test]
+    fn langsmith_keys_need_an_lsv2_or_legacy_prefix() {
+        assert!(check_langsmith_key(&format!("lsv2_pt_{}_{}", alnum(32), alnum(10))).is_ok());
+        assert!(check_langsmith_key(&format!("lsv2_sk_{}", alnum(40))).is_ok());
+        assert!(check_langsmith_key(&format!("ls__{}", alnum(32))).is_ok());
+        assert!(check_langsmith_key(&format!("lsv3_pt_{}", alnum(40))).is_err());
+        assert!(check_langsmith_key("lsv2_pt_short").is_err());
+    }
+
+    #[test]
+    fn third_party_tokens_need_16_printable_characters_without_spaces() {
+        assert!(check_api_token("B6D2F1E0-9A7C-4C3B-8E5F-1A2B3C4D5E6F").is_ok());
+        assert!(check_api_token("short-token").is_err());
+        assert!(check_api_token("has a space inside it ok").is_err());
+        assert!(check_api_token("tab\tinside-a-long-token").is_err());
+    }
+
+    #[test]
+    fn identifiers_and_display_text_have_bounded_length_and_charset() {
+        assert!(check_identifier("gpt-4o-mini", 100).is_ok());
+        assert!(check_identifier("tutor bot", 100).is_err());
+        assert!(check_identifier(&"a".repeat(65), 64).is_err());
+        assert!(check_text("Centro de Reforço Ágape", 100).is_ok());
+        assert!(check_text("line\nbreak", 100).is_err());
+        assert!(check_text(&"é".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn urls_must_be_http_or_https_with_a_host() {
+        let url = HttpUrl::parse("https://proxy.example.com:8443/v1?x=1", PROD).unwrap();
+        assert_eq!(url.origin().as_str(), "https://proxy.example.com:8443");
+        assert_eq!(
+            HttpUrl::parse("HTTPS://Proxy.Example.com:443/", PROD)
+                .unwrap()
+                .origin()
+                .as_str(),
+            "https://proxy.example.com"
+        );
+        for bad in [
+            "proxy.example.com",
+            "ftp://proxy.example.com",
+            "https://",
+            "https:///path",
+            "https://exa mple.com",
+            "https://-bad-.example.com",
+            "https://example.com:0",
+            "https://example.com:70000",
+            "https://example.com:http",
+            "https://user:pass@example.com",
+        ] {
+            assert!(HttpUrl::parse(bad, DEV).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_must_be_https_in_production_and_http_is_only_for_localhost_elsewhere() {
+        for local in [
+            "http://localhost:8790",
+            "http://127.0.0.1:3000/x",
+            "http://[::1]:80",
+        ] {
+            assert!(HttpUrl::parse(local, DEV).is_ok(), "{local}");
+            assert!(HttpUrl::parse(local, STG).is_ok(), "{local}");
+            let e = HttpUrl::parse(local, PROD).unwrap_err();
+            assert_eq!(e.reason(), "must use https in production");
+        }
+        assert!(HttpUrl::parse("http://proxy.example.com", DEV).is_err());
+        assert!(HttpUrl::parse("http://127.0.0.1.evil.com", DEV).is_err());
+        assert!(HttpUrl::parse("https://proxy.example.com", PROD).is_ok());
+    }
+
+    #[test]
+    fn origins_are_normalised_and_match_the_origin_header_exactly() {
+        let o = Origin::parse("https://App.Example.com:443/", PROD).unwrap();
+        assert_eq!(o.as_str(), "https://app.example.com");
+        assert!(o.allows("https://app.example.com"));
+        assert!(o.allows("HTTPS://APP.EXAMPLE.COM"));
+        assert!(!o.allows("https://app.example.com.evil.com"));
+        assert!(!o.allows("http://app.example.com"));
+        assert!(!o.allows("https://app.example.com:8443"));
+        for bad in [
+            "https://app.example.com/login",
+            "https://app.example.com?x",
+            "https://u@app.example.com",
+        ] {
+            assert!(Origin::parse(bad, DEV).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcard_origins_must_be_explicit_https_suffix_patterns() {
+        let o = Origin::parse("https://*.example.app", DEV).unwrap();
+        assert!(o.is_wildcard());
+        assert!(o.allows("https://preview-42.example.app"));
+        assert!(o.allows("https://a.b.example.app"));
+        assert!(!o.allows("https://example.app"));
+        assert!(!o.allows("https://evilexample.app"));
+        assert!(!o.allows("http://x.example.app"));
+        assert!(!o.allows("https://x.example.app:8443"));
+        let with_port = Origin::parse("https://*.example.app:8443", PROD).unwrap();
+        assert!(with_port.allows("https://x.example.app:8443"));
+        assert!(!with_port.allows("https://x.example.app"));
+        for bad in [
+            "http://*.example.app",
+            "https://*example.app",
+            "https://a.*.example.app",
+            "*",
+            "https://*",
+            "https://*.app",
+        ] {
+            assert!(Origin::parse(bad, DEV).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cors_origin_lists_are_comma_separated_and_every_item_obeys_the_environment() {
+        let list =
+            parse_origin_list(" https://a.example.com , https://*.example.app ", PROD).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(parse_origin_list("https://a.example.com,http://localhost:5173", DEV).is_ok());
+        let e = parse_origin_list("https://a.example.com,http://localhost:5173", PROD).unwrap_err();
+        assert_eq!(e.reason(), "item 2 must use https in production");
+        assert!(parse_origin_list("https://a.example.com,,https://b.example.com", DEV).is_err());
+    }
+
+    #[test]
+    fn trusted_hosts_match_names_ports_and_explicit_suffix_patterns() {
+        let hosts = parse_host_list("api.example.com, localhost:3000, *.example.app").unwrap();
+        assert!(hosts[0].allows("api.example.com"));
+        assert!(hosts[0].allows("API.example.com:443"));
+        assert!(!hosts[0].allows("api.example.com.evil.com"));
+        assert!(hosts[1].allows("localhost:3000"));
+        assert!(!hosts[1].allows("localhost:3001"));
+        assert!(!hosts[1].allows("localhost"));
+        assert!(hosts[2].allows("fn.example.app"));
+        assert!(!hosts[2].allows("example.app"));
+        assert!(!hosts[2].allows("evilexample.app"));
+        for bad in ["*", "*.app", "exa mple.com", "host:99999", ""] {
+            assert!(parse_host_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_redis_and_sentry_urls_have_their_own_schemes() {
+        assert!(check_postgres_url("postgres://app:pw@db.internal:5432/app").is_ok());
+        assert!(check_postgres_url("postgresql://db.internal/app?sslmode=require").is_ok());
+        assert!(check_postgres_url("mysql://db.internal/app").is_err());
+        assert!(check_postgres_url("postgres://:5432/app").is_err());
+        assert!(check_redis_url("rediss://default:pw@cache.example.com:6380", PROD).is_ok());
+        assert!(check_redis_url("redis://127.0.0.1:6379", DEV).is_ok());
+        assert!(check_redis_url("redis://127.0.0.1:6379", PROD).is_err());
+        assert!(check_redis_url("redis://cache.example.com", STG).is_err());
+        assert!(check_sentry_dsn("https://abc123@o1.ingest.sentry.io/4506", PROD).is_ok());
+        assert!(check_sentry_dsn("http://key@127.0.0.1:9000/1", DEV).is_ok());
+        assert!(check_sentry_dsn("http://key@127.0.0.1:9000/1", PROD).is_err());
+        assert!(check_sentry_dsn("https://o1.ingest.sentry.io/4506", PROD).is_err());
+        assert!(check_sentry_dsn("https://abc@o1.ingest.sentry.io/project", PROD).is_err());
+    }
+
+    #[test]
+    fn phone_numbers_need_10_to_15_digits_with_common_punctuation() {
+        let p = PhoneNumber::parse("+55 (11) 98765-4321").unwrap();
+        assert_eq!(p.normalized(), "+5511987654321");
+        assert_eq!(
+            PhoneNumber::parse("011.9876.5432").unwrap().normalized(),
+            "01198765432"
+        );
+        for bad in [
+            "12345-6789",
+            "+55 11 9876 5432 1234 5",
+            "call 11987654321",
+            "11 98765+4321",
+            "",
+        ] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_need_one_at_a_dotted_domain_and_no_spaces() {
+        for good in ["contato@centro.com.br", "first.last+tag@example.co"] {
+            assert!(Email::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "no-at.example.com",
+            "a@@example.com",
+            "a@b@example.com",
+            "a b@example.com",
+            "a@localhost",
+            "@example.com",
+            "a@example..com",
+            "a@-example.com",
+            ".a@example.com",
+            "a..b@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn business_hours_follow_the_documented_day_range_and_time_format() {
+        let h = BusinessHours::parse("Mon-Fri 09:00-18:00; Sat 09:00-13:00;").unwrap();
+        assert_eq!(h.on(0), Some((540, 1080)));
+        assert_eq!(h.on(4), Some((540, 1080)));
+        assert_eq!(h.on(5), Some((540, 780)));
+        assert_eq!(h.on(6), None);
+        assert!(h.is_open(2, 540));
+        assert!(!h.is_open(2, 1080));
+        assert!(!h.is_open(6, 600));
+        assert!(BusinessHours::parse("sun 10:00-24:00").is_ok());
+    }
+
+    #[test]
+    fn business_hours_refuse_backwards_ranges_bad_times_and_days_listed_twice() {
+        for bad in [
+            "Fri-Mon 09:00-18:00",
+            "Mon-Fri 18:00-09:00",
+            "Mon-Fri 09:00-09:00",
+            "Mon-Fri 9:00-18:00",
+            "Mon-Fri 09:00-25:00",
+            "Mon-Fri 24:00-24:00",
+            "Mon-Fri 09:60-18:00",
+            "Mon-Fri 09:00-18:00; Fri 19:00-20:00",
+            "Monday 09:00-18:00",
+            "Mon-Fri",
+            "Mon-Fri 09:00 18:00",
+            ";",
+            "",
+        ] {
+            assert!(BusinessHours::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn format_errors_never_quote_the_input() {
+        let value = "sk-proj-VALUE_MARKER_93xq";
+        let errors = [
+            check_openai_key(value),
+            check_anthropic_key(value),
+            check_groq_key(value),
+            check_google_key(value),
+            check_langsmith_key(value),
+            check_postgres_url(value),
+            check_redis_url(value, PROD),
+            check_sentry_dsn(value, PROD),
+            HttpUrl::parse(value, PROD).map(|_| ()),
+            Origin::parse(value, PROD).map(|_| ()),
+            parse_origin_list(value, PROD).map(|_| ()),
+            parse_host_list(value).map(|_| ()),
+            PhoneNumber::parse(value).map(|_| ()),
+            Email::parse(value).map(|_| ()),
+            BusinessHours::parse(value).map(|_| ()),
+            parse_bool(value).map(|_| ()),
+        ];
+        for e in errors {
+            let reason = e.unwrap_err().to_string();
+            assert!(
+                !reason.contains("MARKER") && !reason.contains("sk-proj-V"),
+                "{reason}"
+            );
+        }
+    }
+}

@@ -9,13 +9,15 @@
 //!
 //! ```text
 //! length   = 30 * min(n, 40) / 40              long values are harder to guess
-//! classes  =  5 * c                            a wider alphabet, up to 20
+//! classes  =  5 * c * min(n, 20) / 20          a wider alphabet, up to 20; scaled by
+//!                                              length so a short mixed password is
+//!                                              not rewarded for ticking boxes
 //! entropy  = 30 * min(H, 4) / 4                per-character spread; 4 bits = 16 equally
 //!                                              used symbols, what random hex reaches
 //! total    = 20 * min(n * H, 128) / 128        estimated bits in the whole value
 //! raw      = length + classes + entropy + total                            (0..=100)
-//! penalty  = 40 * (characters inside runs of 3+ identical characters) / n
-//!          + 40 * (characters inside sequences of 4+: abcd, 4321, qwer, asdf, zxcv ...) / n
+//! penalty  = 60 * (characters inside runs of 3+ identical characters) / n
+//!          + 60 * (characters inside sequences of 4+: abcd, 4321, qwer, asdf, zxcv ...) / n
 //! score    = clamp(raw - penalty, 0, 100), then capped at 10 for a placeholder
 //! ```
 //!
@@ -37,7 +39,8 @@ use base64::Engine as _;
 
 /// The score a security secret (JWT, HMAC, admin and webhook secrets) must reach. 60 admits
 /// every honestly random key (random hex of 32 bytes scores in the high 80s) and refuses
-/// short, repetitive, sequential or placeholder values, which land below 40.
+/// short, repetitive, sequential or placeholder values (`Tutoring2026!` scores in the 50s,
+/// the alphabet in order below 30, placeholders at most 10).
 pub const MIN_SECURITY_SCORE: u8 = 60;
 
 /// Per-character Shannon entropy (bits) a raw-text key must reach; see [`key_material_bytes`].
@@ -67,14 +70,14 @@ pub fn score(value: &str) -> u8 {
     .count() as f64;
 
     let length = 30.0 * nf.min(40.0) / 40.0;
-    let class_points = 5.0 * classes;
+    let class_points = 5.0 * classes * nf.min(20.0) / 20.0;
     let entropy = 30.0 * h.min(4.0) / 4.0;
     let total = 20.0 * (nf * h).min(128.0) / 128.0;
     let raw = length + class_points + entropy + total;
 
     let lower: Vec<char> = chars.iter().map(|c| c.to_ascii_lowercase()).collect();
     let penalty =
-        40.0 * repeated_chars(&lower) as f64 / nf + 40.0 * sequence_chars(&lower) as f64 / nf;
+        60.0 * repeated_chars(&lower) as f64 / nf + 60.0 * sequence_chars(&lower) as f64 / nf;
     let mut result = (raw - penalty).clamp(0.0, 100.0);
     if is_placeholder(value) {
         result = result.min(10.0);
@@ -350,8 +353,12 @@ mod tests {
         assert!(human > repeated, "{human} vs {repeated}");
         assert!(human > keyboard, "{human} vs {keyboard}");
         assert!(random > sequential + 30, "{random} vs {sequential}");
-        assert!(repeated < 20 && keyboard < MIN_SECURITY_SCORE);
-        assert!(sequential < MIN_SECURITY_SCORE, "{sequential}");
+        assert!(repeated < 20 && keyboard < 20, "{repeated} {keyboard}");
+        assert!(sequential < 40, "{sequential}");
+        assert!(
+            human < MIN_SECURITY_SCORE,
+            "a 13-character password is not a key: {human}"
+        );
     }
 
     #[test]
