@@ -53,7 +53,12 @@ mod tests {
         let mut req = Request::new(Bytes::new());
         *req.method_mut() = method;
         *req.uri_mut() = path.parse().unwrap_or_default();
-        block_on(serve::<Health, _>(&MemoryPlatform::default(), req))
+        block_on(serve::<Health, _>(
+            &MemoryPlatform::default(),
+            &Ok(Default::default()),
+            req,
+            None,
+        ))
     }
 
     #[test]

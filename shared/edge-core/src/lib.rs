@@ -10,12 +10,17 @@
 //! randomness. Time and randomness come through ports, so tests use a fixed clock.
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod cors;
 pub mod error;
 pub mod health;
+pub mod hosts;
 pub mod kv;
 pub mod log;
 pub mod memory;
 pub mod ports;
+pub mod ratelimit;
+pub mod redact;
 pub mod request_id;
 pub mod respond;
 pub mod serve;

@@ -63,7 +63,7 @@ impl Random for SeqRandom {
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     values: RefCell<HashMap<String, Vec<u8>>>,
-    counters: RefCell<HashMap<String, i64>>,
+    counters: RefCell<HashMap<String, (i64, Option<u64>)>>,
     clock: FixedClock,
     /// When set, every operation fails as if the backend were down.
     pub down: Cell<bool>,
@@ -142,13 +142,37 @@ impl KeyValue for MemoryKv {
         Ok(())
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError> {
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        expires_at_ms: Option<u64>,
+    ) -> Result<i64, PortError> {
         self.check_up()?;
         kv::check_counter_key(key)?;
+        let now = self.clock.now_unix_ms();
         let mut counters = self.counters.borrow_mut();
-        let n = counters.entry(key.to_owned()).or_insert(0);
-        *n += delta;
-        Ok(*n)
+        let entry = counters.entry(key.to_owned()).or_insert((0, expires_at_ms));
+        if entry.1.is_some_and(|at| now >= at) {
+            *entry = (0, expires_at_ms);
+        }
+        entry.0 += delta;
+        if expires_at_ms.is_some() {
+            entry.1 = expires_at_ms;
+        }
+        Ok(entry.0)
+    }
+
+    async fn sweep_counters(
+        &self,
+        prefix: &str,
+        expired: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, PortError> {
+        self.check_up()?;
+        let mut counters = self.counters.borrow_mut();
+        let before = counters.len();
+        counters.retain(|k, _| !(k.starts_with(prefix) && expired(k)));
+        Ok(before - counters.len())
     }
 }
 
@@ -290,10 +314,21 @@ mod tests {
     #[test]
     fn counters_start_at_zero_and_add() {
         let kv = MemoryKv::default();
-        assert_eq!(block_on(kv.increment("ctr:x", 1)), Ok(1));
-        assert_eq!(block_on(kv.increment("ctr:x", 2)), Ok(3));
+        assert_eq!(block_on(kv.increment("ctr:x", 1, None)), Ok(1));
+        assert_eq!(block_on(kv.increment("ctr:x", 2, None)), Ok(3));
         block_on(kv.delete("ctr:x")).unwrap_or_default();
-        assert_eq!(block_on(kv.increment("ctr:x", 1)), Ok(1));
+        assert_eq!(block_on(kv.increment("ctr:x", 1, None)), Ok(1));
+    }
+
+    #[test]
+    fn sweeping_deletes_only_matching_expired_counters() {
+        let kv = MemoryKv::default();
+        for key in ["ctr:rl:a:1", "ctr:rl:a:2", "ctr:other:1"] {
+            block_on(kv.increment(key, 1, None)).unwrap_or_default();
+        }
+        let swept = block_on(kv.sweep_counters("ctr:rl:", &|k: &str| k.ends_with(":1")));
+        assert_eq!(swept, Ok(1));
+        assert_eq!(kv.len(), 2);
     }
 
     #[test]
@@ -304,7 +339,7 @@ mod tests {
             Err(PortError::Contract(_))
         ));
         assert!(matches!(
-            block_on(kv.increment("sess:x", 1)),
+            block_on(kv.increment("sess:x", 1, None)),
             Err(PortError::Contract(_))
         ));
     }

@@ -44,7 +44,9 @@ impl std::error::Error for PortError {}
 ///   adapter's clock. Expired entries are removed eventually, not necessarily at expiry.
 /// - `increment` is atomic: N concurrent increments by 1 of the same key end at exactly N more
 ///   and each caller sees a distinct result. A counter that does not exist starts at 0.
-///   Counters have no expiry; callers use time-windowed keys and delete old windows.
+/// - Counter expiry only bounds storage; correctness never depends on it, so callers use
+///   time-windowed keys. Workers: an alarm deletes the counter at its expiry. Spin (no expiry
+///   in its store): counters stay until [`KeyValue::sweep_counters`] deletes them.
 /// - Consistency: strong per key on both platforms. Spin: the key-value store of the instance
 ///   (SQLite locally, Redis in production), atomics via `wasi:keyvalue/atomics`. Workers: one
 ///   Durable Object per key, single-threaded, so reads see every completed write.
@@ -63,8 +65,22 @@ pub trait KeyValue {
     ) -> Result<(), PortError>;
     /// Removes `key` (value or counter). Removing an absent key succeeds.
     async fn delete(&self, key: &str) -> Result<(), PortError>;
-    /// Atomically adds `delta` to the counter `key` and returns the new value.
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError>;
+    /// Atomically adds `delta` to the counter `key` and returns the new value. `expires_at_ms`
+    /// (unix ms) allows the store to drop the counter from then on (see the contract above).
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        expires_at_ms: Option<u64>,
+    ) -> Result<i64, PortError>;
+    /// Deletes the counters under `prefix` for which `expired(key)` is true and returns how many
+    /// were deleted. Stores that expire counters themselves (Workers) return `Ok(0)` at once.
+    /// Costs a scan of the store's keys on Spin: call it rarely.
+    async fn sweep_counters(
+        &self,
+        prefix: &str,
+        expired: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, PortError>;
 }
 
 /// Configuration variables and secrets.

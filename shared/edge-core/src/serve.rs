@@ -1,16 +1,31 @@
-//! The wrapper every function runs inside: request id, error mapping, security headers and
-//! the access log line, the same for every function on every platform.
+//! The wrapper every function runs inside, the same for every function on every platform:
+//! request id, fail-closed configuration, trusted hosts, debug routes (development only), CORS,
+//! body limit, rate limit, error mapping, security and timing headers, and the access log line,
+//! all through the redaction pass.
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use std::net::IpAddr;
 
-use crate::log::{self, Access};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::config::{ConfigState, EdgeConfig, Environment};
+use crate::log::{self, Access, Level};
 use crate::ports::Platform;
-use crate::{request_id, Bytes, Error, Request, Response};
+use crate::redact::RedactingSink;
+use crate::{ratelimit, request_id, respond, Bytes, Error, Request, Response};
 
 /// An edge function: a name for logs and one handler.
 pub trait Function {
-    /// Name used in log lines (`fn`) and the service id.
+    /// Name used in log lines (`fn`), rate-limit scopes and the service id.
     const NAME: &'static str;
+    /// Largest request body accepted; larger ones get 413 before the handler runs.
+    const MAX_BODY_BYTES: usize = 64 * 1024;
+    /// Whether requests are refused (503) when the rate-limit store is down. Authentication
+    /// routes set this: failing open there would lift the brute-force protection exactly when
+    /// it cannot be checked. Other routes fail open and log the outage.
+    const FAIL_CLOSED: bool = false;
+    /// Whether the rate limit applies (it does unless a function has a reason to opt out).
+    const RATE_LIMITED: bool = true;
 
     /// Handles one request. Errors become structured responses in [`serve`].
     #[allow(async_fn_in_trait)]
@@ -25,6 +40,24 @@ pub struct Ctx<'a, P: Platform> {
     pub request_id: String,
     /// The function's name.
     pub function: &'static str,
+    /// The instance's validated configuration.
+    pub config: &'a EdgeConfig,
+}
+
+impl<P: Platform> Ctx<'_, P> {
+    /// Writes a redacted JSON event line for this request.
+    pub fn event(&self, level: Level, event: &str, fields: Map<String, Value>) {
+        let sink = RedactingSink::new(self.platform.log(), &self.config.redactor);
+        log::event(
+            &sink,
+            self.platform.clock().now_unix_ms(),
+            level,
+            self.function,
+            &self.request_id,
+            event,
+            fields,
+        );
+    }
 }
 
 /// Headers set on every response, errors and 404s included. Each one says why.
@@ -72,45 +105,68 @@ pub fn apply_security_headers(headers: &mut HeaderMap) {
     headers.remove("x-powered-by");
 }
 
-/// Runs function `F` on `req` with `platform` and returns the final response. Never fails:
-/// every error becomes a structured response, and one access line is logged per request.
-pub async fn serve<F: Function, P: Platform>(platform: &P, req: Request) -> Response {
+/// Runs function `F` on `req` with `platform` and the instance's `config`. `peer` is the
+/// client address the platform reports (Cloudflare's connecting IP, Spin's client address).
+/// Never fails: every error becomes a structured response; one access line per request.
+pub async fn serve<F: Function, P: Platform>(
+    platform: &P,
+    config: &ConfigState,
+    req: Request,
+    peer: Option<IpAddr>,
+) -> Response {
     let started = platform.clock().now_unix_ms();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let inbound_id = req
         .headers()
         .get(request_id::HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| request_id::is_safe(v))
         .map(str::to_owned);
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let request_id = match inbound_id.map_or_else(|| request_id::generate(platform.random()), Ok) {
+        Ok(id) => id,
+        // Without randomness we cannot even name the request: a fixed id, and a 503 below.
+        Err(_) => "unavailable".to_owned(),
+    };
+    let fallback = EdgeConfig::default();
+    let (cfg, redactor) = match config {
+        Ok(cfg) => (cfg, &cfg.redactor),
+        Err(_) => (&fallback, &fallback.redactor),
+    };
+    let sink = RedactingSink::new(platform.log(), redactor);
 
-    let (request_id, result) =
-        match inbound_id.map_or_else(|| request_id::generate(platform.random()), Ok) {
-            Ok(id) => {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let mut extra = HeaderMap::new();
+    let result = if request_id == "unavailable" {
+        Err(Error::Unavailable {
+            cause: "randomness unavailable".into(),
+        })
+    } else {
+        match config {
+            Err(_) => Err(Error::Misconfigured { problems: vec![] }),
+            Ok(cfg) => {
                 let ctx = Ctx {
                     platform,
-                    request_id: id,
+                    request_id: request_id.clone(),
                     function: F::NAME,
+                    config: cfg,
                 };
-                let result = F::handle(req, &ctx).await;
-                (ctx.request_id, result)
+                guarded::<F, P>(req, &ctx, peer, &mut extra).await
             }
-            // Without randomness we cannot even name the request; answer 503 under a fixed id.
-            Err(err) => ("unavailable".to_owned(), Err(Error::from(err))),
-        };
+        }
+    };
 
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
-            if let Some(cause) = err.log_cause() {
-                let mut fields = serde_json::Map::new();
+            if let Some(cause) = err.log_cause().filter(|c| !c.is_empty()) {
+                let mut fields = Map::new();
                 fields.insert("status".into(), err.status().as_u16().into());
                 fields.insert("cause".into(), cause.into());
                 log::event(
-                    platform.log(),
+                    &sink,
                     platform.clock().now_unix_ms(),
-                    log::Level::Error,
+                    Level::Error,
                     F::NAME,
                     &request_id,
                     "request_failed",
@@ -124,15 +180,23 @@ pub async fn serve<F: Function, P: Platform>(platform: &P, req: Request) -> Resp
     if method == Method::HEAD {
         *resp.body_mut() = Bytes::new();
     }
+    let finished = platform.clock().now_unix_ms();
+    let duration_ms = finished.saturating_sub(started);
     let headers = resp.headers_mut();
+    for (name, value) in extra.drain().filter_map(|(n, v)| n.map(|n| (n, v))) {
+        headers.insert(name, value);
+    }
+    cfg.cors.apply(origin.as_ref(), headers);
     apply_security_headers(headers);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static(request_id::HEADER), value);
     }
+    if let Ok(value) = HeaderValue::from_str(&format!("total;dur={duration_ms}")) {
+        headers.insert(HeaderName::from_static("server-timing"), value);
+    }
 
-    let finished = platform.clock().now_unix_ms();
     log::access(
-        platform.log(),
+        &sink,
         &Access {
             ts_ms: started,
             function: F::NAME,
@@ -140,33 +204,154 @@ pub async fn serve<F: Function, P: Platform>(platform: &P, req: Request) -> Resp
             method: method.as_str(),
             path: &path,
             status: resp.status().as_u16(),
-            duration_ms: finished.saturating_sub(started),
+            duration_ms,
         },
     );
     resp
 }
 
+/// Everything between a valid configuration and the handler, in order. `extra` collects
+/// headers for the final response (rate-limit figures).
+async fn guarded<F: Function, P: Platform>(
+    req: Request,
+    ctx: &Ctx<'_, P>,
+    peer: Option<IpAddr>,
+    extra: &mut HeaderMap,
+) -> Result<Response, Error> {
+    let cfg = ctx.config;
+    if !cfg.trusted_hosts.allows(&req) {
+        return Err(Error::bad_request(
+            "invalid_host",
+            "Host is not served here.",
+        ));
+    }
+    if cfg.environment == Environment::Development && req.uri().path().starts_with("/debug/") {
+        return debug_route::<F, P>(&req, ctx);
+    }
+    match cfg.cors.preflight(&req) {
+        Some(Ok(resp)) => return Ok(resp),
+        Some(Err(())) => return Err(Error::Forbidden),
+        None => {}
+    }
+    if req.body().len() > F::MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge {
+            limit: F::MAX_BODY_BYTES,
+        });
+    }
+    if let Some(policy) = cfg.rate_limit.as_ref().filter(|_| F::RATE_LIMITED) {
+        let client = crate::hosts::client_address(&req, peer, &cfg.trusted_proxies);
+        let now = ctx.platform.clock().now_unix_ms();
+        match ratelimit::check(
+            ctx.platform.kv(),
+            ctx.platform.random(),
+            policy,
+            F::NAME,
+            &client,
+            now,
+        )
+        .await
+        {
+            Ok(d) => {
+                extra.insert("ratelimit-limit", HeaderValue::from(d.limit));
+                extra.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+                extra.insert("ratelimit-reset", HeaderValue::from(d.reset_s));
+                if let Ok(v) = HeaderValue::from_str(&format!("{};w={}", d.limit, d.window_s)) {
+                    extra.insert("ratelimit-policy", v);
+                }
+                if !d.allowed {
+                    return Err(Error::RateLimited {
+                        retry_after_s: d.reset_s.max(1),
+                    });
+                }
+            }
+            Err(err) if F::FAIL_CLOSED => {
+                return Err(Error::Unavailable {
+                    cause: format!("rate-limit store: {err}"),
+                })
+            }
+            Err(err) => {
+                let mut fields = Map::new();
+                fields.insert("cause".into(), err.to_string().into());
+                ctx.event(Level::Warn, "rate_limit_store_unavailable", fields);
+            }
+        }
+    }
+    F::handle(req, ctx).await
+}
+
+/// `/debug/config` and `/debug/echo`, development only (elsewhere the path reaches the
+/// function, which answers 404 like any unknown route). Neither shows a value of any variable,
+/// header or body.
+fn debug_route<F: Function, P: Platform>(
+    req: &Request,
+    ctx: &Ctx<'_, P>,
+) -> Result<Response, Error> {
+    respond::require_get(req)?;
+    let cfg = ctx.config;
+    let body = match req.uri().path() {
+        "/debug/config" => json!({
+            "function": F::NAME,
+            "environment": cfg.environment.as_str(),
+            "variables_set": cfg.set_variables,
+            "trusted_hosts_configured": !cfg.trusted_hosts.is_open(),
+            "trusted_proxies": cfg.trusted_proxies.len(),
+            "rate_limit": cfg.rate_limit.map(|p| json!({"per_minute": p.per_minute, "burst": p.burst})),
+        }),
+        "/debug/echo" => {
+            let mut names: Vec<&str> = req.headers().keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            json!({
+                "method": req.method().as_str(),
+                "path": req.uri().path(),
+                "query_keys": req.uri().query().map(|q| q.split('&').filter_map(|kv| kv.split('=').next()).collect::<Vec<_>>()),
+                "header_names": names,
+                "body_bytes": req.body().len(),
+                "request_id": ctx.request_id,
+            })
+        }
+        _ => return Err(Error::NotFound),
+    };
+    Ok(respond::json(StatusCode::OK, &body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryPlatform;
-    use crate::respond;
-    use http::StatusCode;
+    use crate::config::Misconfigured;
+    use crate::cors::CorsPolicy;
+    use crate::hosts::TrustedHosts;
+    use crate::memory::{block_on, MemoryPlatform};
+    use crate::ratelimit::Policy;
+    use crate::redact::Redactor;
 
     struct Echo;
     impl Function for Echo {
         const NAME: &'static str = "echo";
-        async fn handle<P: Platform>(req: Request, _ctx: &Ctx<'_, P>) -> Result<Response, Error> {
+        const MAX_BODY_BYTES: usize = 16;
+        async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error> {
             match req.uri().path() {
-                "/ok" => Ok(respond::json(
-                    StatusCode::OK,
-                    &serde_json::json!({"ok": true}),
-                )),
+                "/ok" => Ok(respond::json(StatusCode::OK, &json!({"ok": true}))),
                 "/down" => Err(Error::Unavailable {
-                    cause: "proxy timed out".into(),
+                    cause: "proxy timed out with key sk-proj-abcdefghijklmnopqrstuv".into(),
                 }),
+                "/log-secret" => {
+                    let mut f = Map::new();
+                    f.insert("note".into(), "value configured-secret-xyz leaked?".into());
+                    ctx.event(Level::Info, "probe", f);
+                    Ok(respond::json(StatusCode::OK, &json!({})))
+                }
                 _ => Err(Error::NotFound),
             }
+        }
+    }
+
+    struct Auth;
+    impl Function for Auth {
+        const NAME: &'static str = "auth";
+        const FAIL_CLOSED: bool = true;
+        async fn handle<P: Platform>(_: Request, _: &Ctx<'_, P>) -> Result<Response, Error> {
+            Ok(respond::json(StatusCode::OK, &json!({})))
         }
     }
 
@@ -176,20 +361,43 @@ mod tests {
         req
     }
 
-    async fn run(req: Request) -> (Response, MemoryPlatform) {
+    fn dev() -> ConfigState {
+        Ok(EdgeConfig::default())
+    }
+
+    fn with(f: impl FnOnce(&mut EdgeConfig)) -> ConfigState {
+        let mut cfg = EdgeConfig::default();
+        f(&mut cfg);
+        Ok(cfg)
+    }
+
+    fn run_on(platform: &MemoryPlatform, config: &ConfigState, req: Request) -> Response {
+        block_on(serve::<Echo, _>(
+            platform,
+            config,
+            req,
+            Some([203, 0, 113, 5].into()),
+        ))
+    }
+
+    fn run(config: &ConfigState, req: Request) -> (Response, MemoryPlatform) {
         let platform = MemoryPlatform::default();
-        let resp = serve::<Echo, _>(&platform, req).await;
+        let resp = run_on(&platform, config, req);
         (resp, platform)
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        crate::memory::block_on(f)
+    fn code(resp: &Response) -> String {
+        let body: Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     #[test]
     fn security_headers_are_on_success_and_error_responses() {
         for path in ["/ok", "/missing", "/down"] {
-            let (resp, _) = block_on(run(get(path)));
+            let (resp, _) = run(&dev(), get(path));
             for (name, _) in SECURITY_HEADERS {
                 assert!(
                     resp.headers().contains_key(*name),
@@ -198,6 +406,7 @@ mod tests {
             }
             assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
             assert!(!resp.headers().contains_key(header::SERVER));
+            assert!(resp.headers().contains_key("server-timing"));
         }
     }
 
@@ -208,7 +417,7 @@ mod tests {
             request_id::HEADER,
             HeaderValue::from_static("caller-id-123"),
         );
-        let (resp, _) = block_on(run(req));
+        let (resp, _) = run(&dev(), req);
         assert_eq!(resp.headers()[request_id::HEADER], "caller-id-123");
     }
 
@@ -217,7 +426,7 @@ mod tests {
         let mut req = get("/ok");
         req.headers_mut()
             .insert(request_id::HEADER, HeaderValue::from_static("x y"));
-        let (resp, _) = block_on(run(req));
+        let (resp, _) = run(&dev(), req);
         let id = resp.headers()[request_id::HEADER]
             .to_str()
             .unwrap_or_default();
@@ -227,41 +436,162 @@ mod tests {
 
     #[test]
     fn errors_become_the_structured_body_with_the_same_request_id() {
-        let (resp, _) = block_on(run(get("/missing")));
+        let (resp, _) = run(&dev(), get("/missing"));
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         let id = resp.headers()[request_id::HEADER]
             .to_str()
             .unwrap_or_default()
             .to_owned();
-        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
+        let body: Value = serde_json::from_slice(resp.body()).unwrap_or_default();
         assert_eq!(body["error"]["request_id"], id.as_str());
     }
 
     #[test]
-    fn one_access_line_per_request_and_the_cause_of_a_503_is_logged_once() {
-        let (_, platform) = block_on(run(get("/down")));
+    fn one_access_line_per_request_and_the_cause_of_a_503_is_logged_once_redacted() {
+        let (_, platform) = run(&dev(), get("/down"));
         let lines = platform.log.lines();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("proxy timed out"));
+        assert!(!lines[0].contains("abcdefghijklmnopqrstuv"), "{}", lines[0]);
         assert!(lines[1].contains(r#""status":503"#));
+    }
+
+    #[test]
+    fn configured_secret_values_never_reach_the_log() {
+        let cfg = with(|c| c.redactor = Redactor::new(["configured-secret-xyz".to_owned()]));
+        let (_, platform) = run(&cfg, get("/log-secret"));
+        let all = platform.log.lines().join("\n");
+        assert!(all.contains("probe"));
+        assert!(!all.contains("configured-secret-xyz"), "{all}");
     }
 
     #[test]
     fn head_responses_have_no_body() {
         let mut req = get("/ok");
         *req.method_mut() = Method::HEAD;
-        let (resp, _) = block_on(run(req));
+        let (resp, _) = run(&dev(), req);
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.body().is_empty());
     }
 
     #[test]
     fn query_strings_never_reach_the_log() {
-        let (_, platform) = block_on(run(get("/ok?token=secret-token-value")));
+        let (_, platform) = run(&dev(), get("/ok?token=secret-token-value"));
         assert!(platform
             .log
             .lines()
             .iter()
             .all(|l| !l.contains("secret-token-value")));
+    }
+
+    #[test]
+    fn a_misconfigured_instance_answers_503_with_a_generic_body() {
+        let bad: ConfigState = Err(Misconfigured {
+            problems: vec!["JWT_SECRET_KEY: too short".into()],
+        });
+        let (resp, _) = run(&bad, get("/ok"));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code(&resp), "misconfigured");
+        assert!(!String::from_utf8_lossy(resp.body()).contains("JWT"));
+        assert!(resp.headers().contains_key("strict-transport-security"));
+    }
+
+    #[test]
+    fn untrusted_hosts_get_400() {
+        let cfg = with(|c| c.trusted_hosts = TrustedHosts::new(["api.example.com"]));
+        let (resp, _) = run(&cfg, get("https://evil.example.net/ok"));
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(code(&resp), "invalid_host");
+        let (resp, _) = run(&cfg, get("https://api.example.com/ok"));
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn debug_routes_exist_only_in_development() {
+        let (resp, _) = run(&dev(), get("/debug/config"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        let (resp, _) = run(&dev(), get("/debug/echo?a=1"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        let prod = with(|c| c.environment = Environment::Production);
+        let (debug, _) = run(&prod, get("/debug/config"));
+        let (unknown, _) = run(&prod, get("/no-such-route"));
+        assert_eq!(debug.status(), StatusCode::NOT_FOUND);
+        assert_eq!(code(&debug), code(&unknown));
+    }
+
+    #[test]
+    fn preflights_from_allowed_origins_are_answered_and_others_refused() {
+        let cfg = with(|c| c.cors = CorsPolicy::new(["https://app.example.com"]).0);
+        let preflight = |origin: &'static str| {
+            let mut req = get("/ok");
+            *req.method_mut() = Method::OPTIONS;
+            req.headers_mut()
+                .insert(header::ORIGIN, HeaderValue::from_static(origin));
+            req.headers_mut().insert(
+                header::ACCESS_CONTROL_REQUEST_METHOD,
+                HeaderValue::from_static("POST"),
+            );
+            req
+        };
+        let (ok, _) = run(&cfg, preflight("https://app.example.com"));
+        assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
+        let (refused, _) = run(&cfg, preflight("https://evil.io"));
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(!refused
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    }
+
+    #[test]
+    fn oversized_bodies_get_413() {
+        let mut req = get("/ok");
+        *req.body_mut() = Bytes::from(vec![b'x'; 17]);
+        let (resp, _) = run(&dev(), req);
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(code(&resp), "payload_too_large");
+    }
+
+    #[test]
+    fn the_burst_passes_then_429_with_retry_after_and_ratelimit_headers() {
+        let cfg = with(|c| {
+            c.rate_limit = Some(Policy {
+                per_minute: 60,
+                burst: 3,
+            })
+        });
+        let platform = MemoryPlatform::default();
+        for i in 0..3 {
+            let resp = run_on(&platform, &cfg, get("/ok"));
+            assert_eq!(resp.status(), StatusCode::OK, "request {i}");
+            assert_eq!(resp.headers()["ratelimit-limit"], "3");
+        }
+        let resp = run_on(&platform, &cfg, get("/ok"));
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()["ratelimit-remaining"], "0");
+        let retry: u64 = resp.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_default();
+        assert!((1..=3).contains(&retry), "retry-after {retry}");
+    }
+
+    #[test]
+    fn a_down_store_fails_open_for_ordinary_routes_and_closed_for_authentication() {
+        let platform = MemoryPlatform::default();
+        platform.kv.down.set(true);
+        let resp = run_on(&platform, &dev(), get("/ok"));
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(platform
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("rate_limit_store_unavailable")));
+        let resp = block_on(serve::<Auth, _>(&platform, &dev(), get("/login"), None));
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -10,12 +10,24 @@ pub use platform::SpinPlatform;
 
 use edge_core::{Bytes, Function};
 
+/// Header in which Spin passes the client's socket address (`ip:port`). Spin sets it itself.
+const CLIENT_ADDR: &str = "spin-client-addr";
+
 /// Serves one request with function `F` on Spin. The entry point of every Spin component.
+/// Spin instantiates the component per request, so configuration is loaded (and validated)
+/// here every time: "once per instance" is once per request on Spin.
 pub async fn serve<F: Function>(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
     let (parts, body) = req.into_parts();
     let req = http::Request::from_parts(parts, Bytes::from(body));
+    let peer = req
+        .headers()
+        .get(CLIENT_ADDR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip());
     let platform = SpinPlatform::new();
-    let resp = edge_core::serve::<F, _>(&platform, req).await;
+    let config = edge_core::config::load(&platform, F::NAME);
+    let resp = edge_core::serve::<F, _>(&platform, &config, req, peer).await;
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, body.to_vec())
 }

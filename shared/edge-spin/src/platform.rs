@@ -110,9 +110,30 @@ impl KeyValue for SpinKv {
             .map_err(|e| unavailable("delete", e))
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError> {
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        _expires_at_ms: Option<u64>,
+    ) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
+        // No expiry in Spin's store: callers bound growth with `sweep_counters`.
         atomics::increment(self.bucket()?, key, delta).map_err(|e| unavailable("increment", e))
+    }
+
+    async fn sweep_counters(
+        &self,
+        prefix: &str,
+        expired: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, PortError> {
+        let store = self.store()?;
+        let keys = store.get_keys().map_err(|e| unavailable("get_keys", e))?;
+        let mut deleted = 0;
+        for key in keys.iter().filter(|k| k.starts_with(prefix) && expired(k)) {
+            store.delete(key).map_err(|e| unavailable("delete", e))?;
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 }
 

@@ -15,14 +15,34 @@ pub use platform::WorkerPlatform;
 
 use edge_core::{Bytes, Function};
 
+/// Header in which Cloudflare passes the client's address; its edge overwrites any value a
+/// client sends.
+const CONNECTING_IP: &str = "cf-connecting-ip";
+
+thread_local! {
+    /// The configuration of this isolate, loaded and validated on its first request. A Worker's
+    /// vars and secrets only change with a new deployment, which starts new isolates.
+    static CONFIG: std::cell::OnceCell<std::rc::Rc<edge_core::config::ConfigState>> =
+        const { std::cell::OnceCell::new() };
+}
+
 /// Serves one request with function `F` on Workers. The entry point of every function Worker.
 pub async fn serve<F: Function>(
     mut req: worker::Request,
     env: worker::Env,
 ) -> worker::Result<worker::Response> {
     let req = to_http_request(&mut req).await?;
+    let peer = req
+        .headers()
+        .get(CONNECTING_IP)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let platform = WorkerPlatform::new(env);
-    let resp = edge_core::serve::<F, _>(&platform, req).await;
+    let config = CONFIG.with(|cell| {
+        cell.get_or_init(|| std::rc::Rc::new(edge_core::config::load(&platform, F::NAME)))
+            .clone()
+    });
+    let resp = edge_core::serve::<F, _>(&platform, &config, req, peer).await;
     from_http_response(resp)
 }
 

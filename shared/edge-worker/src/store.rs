@@ -113,21 +113,33 @@ impl KeyValue for DoKv {
             .map(drop)
     }
 
-    async fn increment(&self, key: &str, delta: i64) -> Result<i64, PortError> {
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        expires_at_ms: Option<u64>,
+    ) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
+        let mut headers = vec![(DELTA, delta.to_string())];
+        if let Some(at) = expires_at_ms {
+            headers.push((EXPIRES_AT, at.to_string()));
+        }
         let mut resp = self
-            .call(
-                key,
-                worker::Method::Post,
-                "/counter",
-                &[(DELTA, delta.to_string())],
-                None,
-            )
+            .call(key, worker::Method::Post, "/counter", &headers, None)
             .await?;
         let text = resp.text().await.map_err(|e| unavailable("body", e))?;
         text.trim()
             .parse()
             .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+    }
+
+    async fn sweep_counters(
+        &self,
+        _prefix: &str,
+        _expired: &dyn Fn(&str) -> bool,
+    ) -> Result<usize, PortError> {
+        // Each counter's Durable Object deletes it at expiry with an alarm.
+        Ok(0)
     }
 }
 
@@ -264,15 +276,37 @@ mod host {
                         .unwrap_or_default()
                         .parse()
                         .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                    let expires_at = match req.headers().get(EXPIRES_AT)? {
+                        Some(at) => Some(at.parse::<i64>().map_err(|e| e.to_string())?),
+                        None => None,
+                    };
+                    // An expired counter whose alarm has not fired yet restarts from `delta`.
                     let row = sql
                         .exec(
-                            "INSERT INTO kv (k, v, n, expires_at) VALUES (?, NULL, ?, NULL) \
-                             ON CONFLICT (k) DO UPDATE SET n = n + excluded.n RETURNING n",
-                            vec![SqlStorageValue::from(key), SqlStorageValue::from(delta)],
+                            "INSERT INTO kv (k, v, n, expires_at) VALUES (?, NULL, ?, ?) \
+                             ON CONFLICT (k) DO UPDATE SET \
+                               n = CASE WHEN expires_at IS NOT NULL AND expires_at <= ? \
+                                        THEN excluded.n ELSE n + excluded.n END, \
+                               expires_at = coalesce(excluded.expires_at, expires_at) \
+                             RETURNING n",
+                            vec![
+                                SqlStorageValue::from(key),
+                                SqlStorageValue::from(delta),
+                                SqlStorageValue::from(expires_at),
+                                SqlStorageValue::from(now_ms()),
+                            ],
                         )?
                         .raw()
                         .next()
                         .transpose()?;
+                    if let Some(at) = expires_at {
+                        if self.state.storage().get_alarm().await?.is_none() {
+                            self.state
+                                .storage()
+                                .set_alarm((at - now_ms()).max(0))
+                                .await?;
+                        }
+                    }
                     match row.and_then(|r| r.into_iter().next()) {
                         Some(SqlStorageValue::Integer(n)) => Response::ok(n.to_string()),
                         _ => Response::error("counter did not return a value", 500),
