@@ -135,16 +135,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve => {
             let cfg = ServeConfig::from_env(&ProcessEnv)?;
             let running = server::start(cfg).await?;
-            let waiter = async {
-                server::termination_signal().await;
-                tracing::info!("termination signal received");
-            };
-            tokio::pin!(waiter);
-            let stop_handle = &running;
-            tokio::select! {
-                _ = &mut waiter => stop_handle.trigger_shutdown(),
-            }
-            running.wait().await
+            running.run_until(server::termination_signal()).await
         }
         Command::Migrate => {
             let url = config::database_url(&ProcessEnv)?;

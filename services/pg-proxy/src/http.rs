@@ -637,12 +637,14 @@ async fn append_audit(
     if !details.is_object() {
         return Err(ApiError::BadRequest("details must be a JSON object".into()));
     }
-    if details.to_string().len() > MAX_AUDIT_DETAILS_BYTES {
+    let serialised = details.to_string();
+    if serialised.len() > MAX_AUDIT_DETAILS_BYTES {
         return Err(ApiError::BadRequest(
             "details must be at most 8192 bytes".into(),
         ));
     }
-    if details.to_string().contains("\\u0000") {
+    // jsonb refuses NUL; refuse it here as a 400 instead of a database error.
+    if serialised.contains("\\u0000") {
         return Err(ApiError::BadRequest(
             "details contains a NUL character".into(),
         ));

@@ -137,14 +137,20 @@ impl Running {
         self.task.await?
     }
 
-    /// Waits for the server to end (after [`Running::trigger_shutdown`] or an error).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await?
-    }
-
-    /// Signals shutdown without waiting.
-    pub fn trigger_shutdown(&self) {
-        let _ = self.stop.send(true);
+    /// Serves until `signal` resolves (then shuts down gracefully) or the server fails.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let Running { stop, mut task, .. } = self;
+        tokio::select! {
+            ended = &mut task => return ended?,
+            _ = signal => {
+                tracing::info!("termination signal received");
+                let _ = stop.send(true);
+            }
+        }
+        task.await?
     }
 }
 

@@ -248,6 +248,23 @@ async fn audit_events_are_appended_and_listed_by_time_range() {
         .call("POST", "/v1/audit", Some(json!({"action": "Not Allowed!"})))
         .await;
     assert_eq!(status, 400);
+    // NUL cannot be stored in jsonb or text: a 400, not a database error.
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/audit",
+            Some(json!({"action": "x", "details": {"k": "a\u{0}b"}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .call(
+            "POST",
+            "/v1/audit",
+            Some(json!({"action": "x", "actor": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]
