@@ -574,3 +574,120 @@ pub fn catalog() -> &'static [Entry] {
 pub fn entry(name: &str) -> Option<&'static Entry> {
     CATALOG.iter().find(|e| e.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_category(category: Category) -> usize {
+        catalog().iter().filter(|e| e.category == category).count()
+    }
+
+    #[test]
+    fn the_catalog_has_at_least_22_entries_in_the_four_managed_categories() {
+        let managed = [
+            Category::AiProvider,
+            Category::Security,
+            Category::Infrastructure,
+            Category::ExternalService,
+        ];
+        let total: usize = managed.iter().map(|c| in_category(*c)).sum();
+        assert!(total >= 22, "{total}");
+        for c in managed {
+            assert!(in_category(c) >= 3, "{c:?}");
+        }
+        assert!(catalog().len() >= 22 + 9);
+    }
+
+    #[test]
+    fn every_secret_has_the_rotation_period_of_its_category_and_no_setting_rotates() {
+        for e in catalog() {
+            let expected = match (e.secret, e.category) {
+                (false, _) => Rotation::NotRotated,
+                (true, Category::AiProvider) => Rotation::Days(90),
+                (true, Category::Security) => Rotation::Days(180),
+                (true, Category::Infrastructure) => Rotation::Days(365),
+                (true, Category::ExternalService) => Rotation::Days(120),
+                (true, c) => panic!("{} is a secret in category {c:?}", e.name),
+            };
+            assert_eq!(e.rotation, expected, "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn names_are_unique_upper_case_and_every_entry_is_described() {
+        for (i, e) in catalog().iter().enumerate() {
+            assert!(
+                e.name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                e.name
+            );
+            assert!(!e.description.is_empty(), "{}", e.name);
+            assert!(
+                catalog()[i + 1..].iter().all(|o| o.name != e.name),
+                "{} twice",
+                e.name
+            );
+            assert_eq!(entry(e.name), Some(e));
+        }
+    }
+
+    #[test]
+    fn no_secret_has_a_default_value() {
+        for e in catalog().iter().filter(|e| e.secret) {
+            assert_eq!(e.default, None, "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn security_secrets_we_generate_are_scored_and_need_32_bytes() {
+        for name in [
+            "JWT_SECRET_KEY",
+            "SECRET_KEY",
+            "PROXY_HMAC_KEY",
+            "ADMIN_TOKEN",
+            "EVOLUTION_WEBHOOK_SECRET",
+        ] {
+            let e = entry(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(e.category, Category::Security, "{name}");
+            assert_eq!(e.strength, Strength::Scored { min: 60 }, "{name}");
+            assert!(
+                matches!(
+                    e.format,
+                    Format::KeyMaterial { min_bytes: 32 } | Format::HexKey { min_bytes: 32 }
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn database_url_is_required_only_by_the_proxy() {
+        let db = entry("DATABASE_URL").unwrap_or_else(|| panic!("missing"));
+        for env in Environment::ALL {
+            assert!(db.is_required(Function::PgProxy, env));
+            for f in Function::EDGE {
+                assert!(!db.is_required(f, env), "{f}");
+            }
+        }
+    }
+
+    #[test]
+    fn requirements_depend_on_function_and_environment() {
+        let openai = entry("OPENAI_API_KEY").unwrap_or_else(|| panic!("missing"));
+        assert!(openai.is_required(Function::Webhook, Environment::Production));
+        assert!(openai.is_required(Function::Webhook, Environment::Staging));
+        assert!(!openai.is_required(Function::Webhook, Environment::Development));
+        assert!(!openai.is_required(Function::Login, Environment::Production));
+        let jwt = entry("JWT_SECRET_KEY").unwrap_or_else(|| panic!("missing"));
+        assert!(jwt.is_required(Function::Login, Environment::Development));
+        assert!(!jwt.is_required(Function::Health, Environment::Production));
+        let hosts = entry("TRUSTED_HOSTS").unwrap_or_else(|| panic!("missing"));
+        assert!(hosts.is_required(Function::Health, Environment::Production));
+        assert!(!hosts.is_required(Function::Health, Environment::Staging));
+        assert!(!hosts.is_required(Function::PgProxy, Environment::Production));
+        assert_eq!(jwt.rotated_at_name(), "JWT_SECRET_KEY_ROTATED_AT");
+    }
+}

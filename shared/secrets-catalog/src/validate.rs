@@ -595,3 +595,549 @@ fn category_words(category: Category) -> &'static str {
         Category::Application | Category::Business => "settings",
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    // Random test values (openssl rand), used by no deployment.
+    const JWT: &str = "7f079d6523b492c8d635eeaf7693828d844dd855f06f6cec0bf5bfded42f8b68";
+    const SECRET_KEY: &str = "vhMUOE0ECVgvrMk3aumGqoogbbBEKmXXfeMjTCgGbkA";
+    const HMAC: &str = "a870e8141c2dea42716bd554fb919e7af61032b80e57cdbe37746b3007655334";
+    const ADMIN: &str = "e6e57a5a8a2d3b410416cec46fce39b653ddd3cd57c3190da327f1c481412ba5";
+    const WEBHOOK: &str = "742356c9437eab1c39960b6d908b5f98b2d7cf9b606d0ea4942b07ff882ca412";
+    const OPENAI: &str = "sk-proj-QmCFaEcQRYSowMpwIIxFSgDe7C7msFm7DBJOTlRxFIA3mOT3ZE5W";
+    const GROQ: &str = "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";
+
+    fn today() -> Date {
+        Date::parse("2026-11-22").unwrap()
+    }
+
+    struct Vars(HashMap<String, String>);
+
+    impl Vars {
+        /// A complete, valid production configuration for every edge function.
+        fn production() -> Self {
+            let mut v = Self(HashMap::new());
+            for (k, val) in [
+                ("ENVIRONMENT", "production"),
+                ("DEBUG", "false"),
+                ("VALIDATE_API_KEYS", "true"),
+                ("OPENAI_API_KEY", OPENAI),
+                ("JWT_SECRET_KEY", JWT),
+                ("SECRET_KEY", SECRET_KEY),
+                ("PROXY_HMAC_KEY", HMAC),
+                ("ADMIN_TOKEN", ADMIN),
+                ("EVOLUTION_WEBHOOK_SECRET", WEBHOOK),
+                ("PROXY_URL", "https://proxy.example.com"),
+                ("EVOLUTION_API_KEY", "B6D2F1E0-9A7C-4C3B-8E5F-1A2B3C4D5E6F"),
+                ("EVOLUTION_API_URL", "https://evolution.example.com"),
+                ("EVOLUTION_INSTANCE", "centro-principal"),
+                ("FRONTEND_URL", "https://app.example.com/"),
+                (
+                    "CORS_ORIGINS",
+                    "https://admin.example.com, https://*.preview.example.app",
+                ),
+                ("TRUSTED_HOSTS", "api.example.com,*.example.workers.dev"),
+                ("BUSINESS_NAME", "Centro de Reforço Escolar"),
+                ("BUSINESS_PHONE", "+55 (11) 98765-4321"),
+                ("BUSINESS_EMAIL", "contato@centro.com.br"),
+                ("BUSINESS_HOURS", "Mon-Fri 09:00-18:00; Sat 09:00-13:00"),
+            ] {
+                v.set(k, val);
+            }
+            v
+        }
+
+        fn development() -> Self {
+            Self(HashMap::new()).with("ENVIRONMENT", "development")
+        }
+
+        fn set(&mut self, key: &str, value: &str) {
+            self.0.insert(key.to_owned(), value.to_owned());
+        }
+
+        fn with(mut self, key: &str, value: &str) -> Self {
+            self.set(key, value);
+            self
+        }
+
+        fn without(mut self, key: &str) -> Self {
+            self.0.remove(key);
+            self
+        }
+
+        fn report(&self, function: Function) -> Report {
+            validate(&|k: &str| self.0.get(k).cloned(), function, today())
+        }
+
+        fn settings(&self, function: Function) -> Result<Validated, Report> {
+            parse_settings(&|k: &str| self.0.get(k).cloned(), function, today())
+        }
+    }
+
+    fn has(list: &[Problem], key: &str, rule: Rule) -> bool {
+        list.iter().any(|p| p.key() == key && p.rule() == rule)
+    }
+
+    #[test]
+    fn a_complete_production_config_passes_for_every_edge_function() {
+        let vars = Vars::production();
+        for f in Function::EDGE {
+            let report = vars.report(f);
+            assert!(report.is_ok(), "{f}: {report}");
+            assert!(report.warnings.is_empty(), "{f}: {report}");
+        }
+    }
+
+    #[test]
+    fn an_empty_configuration_is_development_with_defaults_for_liveness() {
+        let empty = Vars(HashMap::new());
+        let v = empty
+            .settings(Function::Health)
+            .expect("development health needs nothing");
+        assert_eq!(v.settings.environment, Environment::Development);
+        assert!(!v.settings.debug);
+        assert!(v.settings.validate_api_keys);
+        assert_eq!(
+            v.settings.rate_limit,
+            RateLimitSettings {
+                per_minute: 50,
+                burst: 10,
+                enabled: true
+            }
+        );
+        assert_eq!(v.settings.text("OPENAI_MODEL"), Some("gpt-4o-mini"));
+        assert!(v.settings.trusted_hosts.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_environment_is_a_problem_and_the_rest_is_judged_as_production() {
+        let vars = Vars::development()
+            .with("ENVIRONMENT", "prod")
+            .with("DEBUG", "true");
+        let report = vars.report(Function::Health);
+        assert!(has(&report.problems, "ENVIRONMENT", Rule::Format));
+        assert_eq!(report.environment, Some(Environment::Production));
+        assert!(has(&report.problems, "DEBUG", Rule::Environment));
+        assert!(has(&report.problems, "TRUSTED_HOSTS", Rule::Missing));
+    }
+
+    #[test]
+    fn a_production_config_with_debug_true_fails_closed_naming_debug() {
+        let report = Vars::production()
+            .with("DEBUG", "true")
+            .report(Function::Health);
+        assert_eq!(report.failing_keys(), vec!["DEBUG"]);
+        assert_eq!(
+            report.problems[0].to_string(),
+            "DEBUG: must be false in production"
+        );
+        assert!(Vars::production()
+            .with("DEBUG", "1")
+            .settings(Function::Login)
+            .is_err());
+    }
+
+    #[test]
+    fn a_production_config_without_key_validation_fails_closed_naming_validate_api_keys() {
+        let report = Vars::production()
+            .with("VALIDATE_API_KEYS", "no")
+            .report(Function::Webhook);
+        assert_eq!(report.failing_keys(), vec!["VALIDATE_API_KEYS"]);
+        assert_eq!(report.problems[0].rule(), Rule::Environment);
+    }
+
+    #[test]
+    fn a_production_frontend_url_over_http_fails_closed() {
+        let report = Vars::production()
+            .with("FRONTEND_URL", "http://localhost:5173")
+            .report(Function::Login);
+        assert_eq!(report.failing_keys(), vec!["FRONTEND_URL"]);
+        assert_eq!(
+            report.problems[0].to_string(),
+            "FRONTEND_URL: must use https in production"
+        );
+    }
+
+    #[test]
+    fn every_cors_origin_must_be_https_in_production() {
+        let report = Vars::production()
+            .with(
+                "CORS_ORIGINS",
+                "https://admin.example.com,http://app.example.com",
+            )
+            .report(Function::Login);
+        assert_eq!(report.failing_keys(), vec!["CORS_ORIGINS"]);
+        assert!(report.problems[0].message().starts_with("item 2"));
+        let dev = Vars::development()
+            .with("CORS_ORIGINS", "http://localhost:5173")
+            .settings(Function::Health)
+            .unwrap();
+        assert_eq!(
+            dev.settings.cors_origins[0].as_str(),
+            "http://localhost:5173"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_a_problem_naming_the_key_and_function() {
+        let report = Vars::production()
+            .without("OPENAI_API_KEY")
+            .report(Function::Webhook);
+        assert_eq!(report.failing_keys(), vec!["OPENAI_API_KEY"]);
+        assert_eq!(
+            report.problems[0].to_string(),
+            "OPENAI_API_KEY: is required by webhook in production but is not set"
+        );
+        // The same key is not required by a function that does not use it.
+        assert!(Vars::production()
+            .without("OPENAI_API_KEY")
+            .report(Function::Login)
+            .is_ok());
+        // Whitespace only counts as unset.
+        let blank = Vars::production()
+            .with("OPENAI_API_KEY", "  \n")
+            .report(Function::Webhook);
+        assert!(has(&blank.problems, "OPENAI_API_KEY", Rule::Missing));
+    }
+
+    #[test]
+    fn endpoint_guarding_secrets_are_required_even_in_development() {
+        let report = Vars::development().report(Function::Login);
+        assert!(has(&report.problems, "JWT_SECRET_KEY", Rule::Missing));
+        assert!(!has(&report.problems, "SECRET_KEY", Rule::Missing));
+        let report = Vars::development().report(Function::Webhook);
+        assert!(has(
+            &report.problems,
+            "EVOLUTION_WEBHOOK_SECRET",
+            Rule::Missing
+        ));
+        assert!(!has(&report.problems, "OPENAI_API_KEY", Rule::Missing));
+    }
+
+    #[test]
+    fn a_bad_api_key_format_is_a_problem_when_validation_is_on() {
+        let report = Vars::production()
+            .with("GROQ_API_KEY", "gsk_tooshort1234567890")
+            .report(Function::Webhook);
+        assert_eq!(report.failing_keys(), vec!["GROQ_API_KEY"]);
+        assert_eq!(report.problems[0].rule(), Rule::Format);
+        let valid = Vars::production()
+            .with("GROQ_API_KEY", GROQ)
+            .report(Function::Webhook);
+        assert!(valid.is_ok(), "{valid}");
+    }
+
+    #[test]
+    fn a_bad_api_key_format_is_only_a_warning_in_development_with_validation_off() {
+        let vars = Vars::development()
+            .with("VALIDATE_API_KEYS", "false")
+            .with("OPENAI_API_KEY", "not-a-key");
+        let v = vars.settings(Function::Health).unwrap();
+        assert!(has(&v.warnings, "OPENAI_API_KEY", Rule::Format));
+        assert_eq!(
+            v.settings.secret("OPENAI_API_KEY").unwrap().expose(),
+            "not-a-key"
+        );
+        // Validation on (the default) makes it a problem, even in development.
+        let on = Vars::development()
+            .with("OPENAI_API_KEY", "not-a-key")
+            .report(Function::Health);
+        assert!(has(&on.problems, "OPENAI_API_KEY", Rule::Format));
+    }
+
+    #[test]
+    fn a_setting_that_does_not_parse_is_a_problem_even_with_validation_off() {
+        let report = Vars::development()
+            .with("VALIDATE_API_KEYS", "false")
+            .with("RATE_LIMIT_PER_MINUTE", "fifty")
+            .with("BUSINESS_EMAIL", "contato at centro")
+            .report(Function::Health);
+        assert!(has(&report.problems, "RATE_LIMIT_PER_MINUTE", Rule::Format));
+        assert!(has(&report.problems, "BUSINESS_EMAIL", Rule::Format));
+    }
+
+    #[test]
+    fn placeholder_secrets_are_format_problems() {
+        let report = Vars::production()
+            .with("EVOLUTION_API_KEY", "your-evolution-api-key-here")
+            .report(Function::Webhook);
+        assert!(has(&report.problems, "EVOLUTION_API_KEY", Rule::Format));
+        assert!(report.problems[0].message().contains("placeholder"));
+    }
+
+    #[test]
+    fn a_jwt_secret_of_32_hex_characters_carries_16_bytes_and_fails() {
+        let report = Vars::production()
+            .with("JWT_SECRET_KEY", &JWT[..32])
+            .report(Function::Login);
+        assert!(has(&report.problems, "JWT_SECRET_KEY", Rule::Format));
+        let message = report.problems[0].message();
+        assert!(
+            message.starts_with("carries 16 bytes read as hex"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_jwt_secret_is_accepted_as_hex_base64_or_high_entropy_raw_text() {
+        for key in [
+            JWT,
+            SECRET_KEY,
+            "vhMUOE0ECVgvrMk3aumGqoogbbBEKmXXfeMjTCgGbkA=",
+            "k#9Vq!2mZ@x7Lr$4pW^8nT&1bY*6cH%3jF(Qe",
+        ] {
+            let report = Vars::production()
+                .with("JWT_SECRET_KEY", key)
+                .report(Function::Login);
+            assert!(report.is_ok(), "{report}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_secret_of_one_repeated_character_fails_however_long() {
+        let report = Vars::production()
+            .with("JWT_SECRET_KEY", &"a".repeat(64))
+            .report(Function::Login);
+        assert!(has(&report.problems, "JWT_SECRET_KEY", Rule::Format));
+        assert!(has(&report.problems, "JWT_SECRET_KEY", Rule::Weak));
+    }
+
+    #[test]
+    fn the_proxy_key_must_be_hex_like_the_proxy_reads_it() {
+        let report = Vars::production()
+            .with("PROXY_HMAC_KEY", SECRET_KEY)
+            .report(Function::Webhook);
+        assert!(has(&report.problems, "PROXY_HMAC_KEY", Rule::Format));
+    }
+
+    #[test]
+    fn weak_secrets_fail_in_production_and_staging_but_only_warn_in_development() {
+        // 33 bytes of raw text, enough entropy per character to pass the key rule, but a
+        // keyboard walk that the strength score refuses.
+        let weak = "qwertyuiop1234567890asdfghjkl!@#$%";
+        for env in ["production", "staging"] {
+            let report = Vars::production()
+                .with("ENVIRONMENT", env)
+                .with("ADMIN_TOKEN", weak)
+                .report(Function::HealthSecrets);
+            assert!(
+                has(&report.problems, "ADMIN_TOKEN", Rule::Weak),
+                "{env}: {report}"
+            );
+        }
+        let dev = Vars::development()
+            .with("ADMIN_TOKEN", weak)
+            .settings(Function::HealthSecrets)
+            .unwrap();
+        assert!(has(&dev.warnings, "ADMIN_TOKEN", Rule::Weak));
+    }
+
+    #[test]
+    fn an_overdue_rotation_is_a_warning_naming_the_days_overdue() {
+        // AI keys rotate every 90 days: rotated 100 days before 2026-11-22.
+        let v = Vars::production()
+            .with("OPENAI_API_KEY_ROTATED_AT", "2026-08-14")
+            .settings(Function::Webhook)
+            .unwrap();
+        assert_eq!(v.warnings.len(), 1);
+        let w = &v.warnings[0];
+        assert_eq!(w.key(), "OPENAI_API_KEY");
+        assert_eq!(w.rule(), Rule::RotationOverdue);
+        assert!(
+            w.to_string()
+                .starts_with("OPENAI_API_KEY: rotation overdue by 10 days"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_rotation_within_its_period_is_silent() {
+        // Security keys rotate every 180 days; exactly 180 days is still within the period.
+        let vars = Vars::production()
+            .with("JWT_SECRET_KEY_ROTATED_AT", "2026-05-26")
+            .with("OPENAI_API_KEY_ROTATED_AT", "2026-11-22");
+        assert_eq!(today().days_since(Date::parse("2026-05-26").unwrap()), 180);
+        let v = vars.settings(Function::Login).unwrap();
+        assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+        let over = Vars::production()
+            .with("JWT_SECRET_KEY_ROTATED_AT", "2026-05-25")
+            .report(Function::Login);
+        assert!(has(&over.warnings, "JWT_SECRET_KEY", Rule::RotationOverdue));
+    }
+
+    #[test]
+    fn a_malformed_rotation_date_is_a_problem() {
+        let report = Vars::production()
+            .with("PROXY_HMAC_KEY_ROTATED_AT", "22/11/2026")
+            .report(Function::Webhook);
+        assert_eq!(report.failing_keys(), vec!["PROXY_HMAC_KEY"]);
+        assert_eq!(
+            report.problems[0].to_string(),
+            "PROXY_HMAC_KEY: PROXY_HMAC_KEY_ROTATED_AT is not a date in the form YYYY-MM-DD"
+        );
+    }
+
+    #[test]
+    fn a_rotation_date_in_the_future_is_a_warning() {
+        let report = Vars::production()
+            .with("ADMIN_TOKEN_ROTATED_AT", "2026-12-01")
+            .report(Function::HealthSecrets);
+        assert!(report.is_ok());
+        assert!(has(&report.warnings, "ADMIN_TOKEN", Rule::RotationDate));
+    }
+
+    #[test]
+    fn trusted_hosts_are_required_in_production_only() {
+        let report = Vars::production()
+            .without("TRUSTED_HOSTS")
+            .report(Function::Health);
+        assert_eq!(report.failing_keys(), vec!["TRUSTED_HOSTS"]);
+        assert!(Vars::production()
+            .with("ENVIRONMENT", "staging")
+            .without("TRUSTED_HOSTS")
+            .report(Function::Health)
+            .is_ok());
+    }
+
+    #[test]
+    fn rate_limiting_turned_off_in_production_is_a_warning() {
+        let v = Vars::production()
+            .with("ENABLE_RATE_LIMITING", "false")
+            .settings(Function::Health)
+            .unwrap();
+        assert!(!v.settings.rate_limit.enabled);
+        assert!(has(&v.warnings, "ENABLE_RATE_LIMITING", Rule::Environment));
+    }
+
+    #[test]
+    fn parse_settings_returns_typed_values_for_a_valid_config() {
+        let v = Vars::production()
+            .with("RATE_LIMIT_PER_MINUTE", "120")
+            .with("RATE_LIMIT_BURST", "20")
+            .with(
+                "CORS_ORIGINS",
+                "https://app.example.com, https://*.preview.example.app",
+            )
+            .settings(Function::Webhook)
+            .unwrap();
+        let s = &v.settings;
+        assert_eq!(s.environment, Environment::Production);
+        assert_eq!(
+            s.rate_limit,
+            RateLimitSettings {
+                per_minute: 120,
+                burst: 20,
+                enabled: true
+            }
+        );
+        assert_eq!(
+            s.frontend_url.as_ref().unwrap().as_str(),
+            "https://app.example.com/"
+        );
+        let origins: Vec<&str> = s.allowed_origins().iter().map(|o| o.as_str()).collect();
+        assert_eq!(
+            origins,
+            ["https://app.example.com", "https://*.preview.example.app"]
+        );
+        assert!(s.trusted_hosts[1].allows("fn-login.example.workers.dev"));
+        assert_eq!(
+            s.proxy_url.as_ref().unwrap().as_str(),
+            "https://proxy.example.com"
+        );
+        assert_eq!(
+            s.business.name.as_deref(),
+            Some("Centro de Reforço Escolar")
+        );
+        assert_eq!(
+            s.business.phone.as_ref().unwrap().normalized(),
+            "+5511987654321"
+        );
+        assert_eq!(
+            s.business.email.as_ref().unwrap().as_str(),
+            "contato@centro.com.br"
+        );
+        assert!(s.business.hours.as_ref().unwrap().is_open(5, 600));
+        assert_eq!(s.secret("JWT_SECRET_KEY").unwrap().expose(), JWT);
+        assert_eq!(s.text("EVOLUTION_INSTANCE"), Some("centro-principal"));
+        // Secrets never come back as text, and settings never as secrets.
+        assert_eq!(s.text("JWT_SECRET_KEY"), None);
+        assert!(s.secret("EVOLUTION_INSTANCE").is_none());
+        assert!(!format!("{s:?}").contains(JWT));
+    }
+
+    #[test]
+    fn parse_settings_returns_the_whole_report_when_anything_fails() {
+        let report = Vars::production()
+            .with("DEBUG", "true")
+            .without("PROXY_URL")
+            .with("BUSINESS_HOURS", "always")
+            .settings(Function::Webhook)
+            .unwrap_err();
+        assert_eq!(
+            report.failing_keys(),
+            vec!["PROXY_URL", "BUSINESS_HOURS", "DEBUG"]
+        );
+    }
+
+    #[test]
+    fn secret_values_lists_every_configured_secret_and_no_setting() {
+        let vars = Vars::production().with("DATABASE_URL", "postgres://u:pw@db.internal/app");
+        let lookup = |k: &str| vars.0.get(k).cloned();
+        let values: Vec<String> = secret_values(&lookup)
+            .map(|s| s.expose().to_owned())
+            .collect();
+        for v in [
+            OPENAI,
+            JWT,
+            SECRET_KEY,
+            HMAC,
+            ADMIN,
+            WEBHOOK,
+            "postgres://u:pw@db.internal/app",
+        ] {
+            assert!(values.iter().any(|x| x == v), "{v} missing");
+        }
+        assert!(values
+            .iter()
+            .any(|x| x == "B6D2F1E0-9A7C-4C3B-8E5F-1A2B3C4D5E6F"));
+        assert!(!values.iter().any(|x| x == "https://proxy.example.com"));
+        assert_eq!(values.len(), 8);
+    }
+
+    #[test]
+    fn problem_messages_never_contain_the_value() {
+        // Every variable gets a distinctive wrong value; no finding may quote any part of it.
+        let mut vars = Vars::production();
+        let mut markers = Vec::new();
+        for (i, e) in catalog().iter().enumerate() {
+            let marker = format!("Zmark{i:02}Q");
+            let value = match e.format {
+                Format::OpenAiKey => format!("sk-proj-{marker}"),
+                Format::HttpUrl => format!("http://{marker}.example.com"),
+                Format::KeyMaterial { .. } => format!("{marker}{marker}"),
+                _ => format!("{marker} !"),
+            };
+            vars.set(e.name, &value);
+            vars.set(&e.rotated_at_name(), &format!("{marker}-01"));
+            markers.push(marker);
+        }
+        vars.set("ENVIRONMENT", "production");
+        let report = vars.report(Function::Webhook);
+        // Every rule fired (free text accepts the marker, so it has nothing to report).
+        let failing = report.failing_keys();
+        for e in catalog() {
+            if e.name != "ENVIRONMENT" && !matches!(e.format, Format::Text { .. }) {
+                assert!(failing.contains(&e.name), "{} did not fail", e.name);
+            }
+        }
+        let text = report.to_string();
+        for m in &markers {
+            assert!(!text.contains(m.as_str()), "{m} leaked: {text}");
+            assert!(!text.contains(&m[1..5]), "part of {m} leaked: {text}");
+        }
+    }
+}
