@@ -268,8 +268,9 @@ fn engine(alphabet: &alphabet::Alphabet) -> GeneralPurpose {
 }
 
 fn decode_key(value: &str) -> (KeyEncoding, Vec<u8>) {
-    let is_hex =
-        !value.is_empty() && value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex = !value.is_empty()
+        && value.len().is_multiple_of(2)
+        && value.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         let bytes = value
             .as_bytes()

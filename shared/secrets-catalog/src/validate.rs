@@ -334,7 +334,7 @@ fn check(entry: &Entry, value: &str, env: Environment) -> Result<Parsed, FormatE
             .map(|_| Parsed::Nothing)
             .map_err(|e| key_error(e, min_bytes)),
         Format::HexKey { min_bytes } => {
-            if value.len() % 2 != 0 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !value.len().is_multiple_of(2) || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(FormatError::new(format!(
                     "must be hex ({} hex characters or more, e.g. openssl rand -hex {min_bytes})",
                     min_bytes * 2
