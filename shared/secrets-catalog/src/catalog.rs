@@ -149,6 +149,18 @@ pub enum Format {
     BusinessHours,
 }
 
+/// Which side of the system reads a variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The edge functions only.
+    Edge,
+    /// The Postgres proxy only: configuring it on an edge function is a warning, because it
+    /// hands database credentials to code that must never hold them.
+    Proxy,
+    /// Both (the shared proxy signing key, the environment).
+    Both,
+}
+
 /// Functions × environments in which an entry must be set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Need {
@@ -179,6 +191,8 @@ pub struct Entry {
     pub rotation: Rotation,
     /// Value used when unset (settings only; never for a secret).
     pub default: Option<&'static str>,
+    /// Who reads it.
+    pub scope: Scope,
 }
 
 impl Entry {
@@ -229,6 +243,7 @@ const fn secret(
         strength,
         rotation,
         default: None,
+        scope: Scope::Edge,
     }
 }
 
@@ -250,7 +265,14 @@ const fn setting(
         strength: Strength::NotScored,
         rotation: Rotation::NotRotated,
         default,
+        scope: Scope::Edge,
     }
+}
+
+const fn scoped(entry: Entry, scope: Scope) -> Entry {
+    let mut entry = entry;
+    entry.scope = scope;
+    entry
 }
 
 const NONE: &[Need] = &[];
@@ -328,26 +350,32 @@ static CATALOG: [Entry; 35] = [
         SECURITY_SCORE,
         SEC,
     ),
-    secret(
-        "PROXY_HMAC_KEY",
-        Category::Security,
-        "HMAC-SHA256 key signing edge-to-proxy requests (hex, openssl rand -hex 32).",
-        &[
-            Need { functions: PROXY_CALLERS, environments: DEPLOYED },
-            Need { functions: &[PgProxy], environments: ALL_ENVS },
-        ],
-        Format::HexKey { min_bytes: 32 },
-        SECURITY_SCORE,
-        SEC,
+    scoped(
+        secret(
+            "PROXY_HMAC_KEY",
+            Category::Security,
+            "HMAC-SHA256 key signing edge-to-proxy requests (hex, openssl rand -hex 32).",
+            &[
+                Need { functions: PROXY_CALLERS, environments: DEPLOYED },
+                Need { functions: &[PgProxy], environments: ALL_ENVS },
+            ],
+            Format::HexKey { min_bytes: 32 },
+            SECURITY_SCORE,
+            SEC,
+        ),
+        Scope::Both,
     ),
-    secret(
-        "PROXY_HMAC_KEY_PREVIOUS",
-        Category::Security,
-        "Previous proxy HMAC key, still accepted by the proxy during a rotation.",
-        NONE,
-        Format::HexKey { min_bytes: 32 },
-        SECURITY_SCORE,
-        SEC,
+    scoped(
+        secret(
+            "PROXY_HMAC_KEY_PREVIOUS",
+            Category::Security,
+            "Previous proxy HMAC key, still accepted by the proxy during a rotation.",
+            NONE,
+            Format::HexKey { min_bytes: 32 },
+            SECURITY_SCORE,
+            SEC,
+        ),
+        Scope::Both,
     ),
     secret(
         "ADMIN_TOKEN",
@@ -379,14 +407,17 @@ static CATALOG: [Entry; 35] = [
         Format::HttpUrl,
         None,
     ),
-    secret(
-        "DATABASE_URL",
-        Category::Infrastructure,
-        "Postgres connection URL with credentials; proxy side only, never given to an edge function.",
-        &[Need { functions: &[PgProxy], environments: ALL_ENVS }],
-        Format::PostgresUrl,
-        Strength::NotScored,
-        DB,
+    scoped(
+        secret(
+            "DATABASE_URL",
+            Category::Infrastructure,
+            "Postgres connection URL with credentials; proxy side only, never given to an edge function.",
+            &[Need { functions: &[PgProxy], environments: ALL_ENVS }],
+            Format::PostgresUrl,
+            Strength::NotScored,
+            DB,
+        ),
+        Scope::Proxy,
     ),
     secret(
         "REDIS_URL",
@@ -397,13 +428,16 @@ static CATALOG: [Entry; 35] = [
         Strength::NotScored,
         DB,
     ),
-    setting(
-        "DB_POOL_MAX_SIZE",
-        Category::Infrastructure,
-        "Maximum Postgres connections held by the proxy.",
-        NONE,
-        Format::Integer { min: 1, max: 1000 },
-        None,
+    scoped(
+        setting(
+            "DB_POOL_MAX_SIZE",
+            Category::Infrastructure,
+            "Maximum Postgres connections held by the proxy.",
+            NONE,
+            Format::Integer { min: 1, max: 1000 },
+            None,
+        ),
+        Scope::Proxy,
     ),
     // External services
     secret(
@@ -458,13 +492,16 @@ static CATALOG: [Entry; 35] = [
         None,
     ),
     // Application settings
-    setting(
-        "ENVIRONMENT",
-        Category::Application,
-        "development | staging | production; decides how strictly everything else is judged.",
-        NONE,
-        Format::Environment,
-        Some("development"),
+    scoped(
+        setting(
+            "ENVIRONMENT",
+            Category::Application,
+            "development | staging | production; decides how strictly everything else is judged.",
+            NONE,
+            Format::Environment,
+            Some("development"),
+        ),
+        Scope::Both,
     ),
     setting(
         "DEBUG",

@@ -17,13 +17,37 @@ use core::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormatError {
     reason: String,
+    /// Set when the value is well formed but not allowed in this environment (http in
+    /// production), so the report can say which rule failed without parsing the text.
+    environment: bool,
 }
 
 impl FormatError {
     pub(crate) fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
+            environment: false,
         }
+    }
+
+    fn for_environment(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            environment: true,
+        }
+    }
+
+    /// The same error about item `n` of a list (`item 2 must use https in production`).
+    fn item(self, n: usize) -> Self {
+        Self {
+            reason: format!("item {n} {}", self.reason),
+            environment: self.environment,
+        }
+    }
+
+    /// Whether the value is well formed but not allowed in the current environment.
+    pub fn is_environment_rule(&self) -> bool {
+        self.environment
     }
 
     /// The reason, e.g. `must start with gsk_ followed by exactly 52 letters or digits`.
@@ -408,7 +432,9 @@ fn is_loopback(host: &str) -> bool {
 fn check_transport(scheme: &str, host: &str, env: Environment) -> Result<(), FormatError> {
     match scheme {
         "https" => Ok(()),
-        "http" if env == Environment::Production => err("must use https in production"),
+        "http" if env == Environment::Production => {
+            Err(FormatError::for_environment("must use https in production"))
+        }
         "http" if is_loopback(host) => Ok(()),
         "http" => err("must use https (http is allowed only for localhost outside production)"),
         _ => err("must be an http(s) URL"),
@@ -578,8 +604,7 @@ pub fn parse_origin_list(text: &str, env: Environment) -> Result<Vec<Origin>, Fo
             if item.is_empty() {
                 return err(format!("item {} is empty", i + 1));
             }
-            Origin::parse(item, env)
-                .map_err(|e| FormatError::new(format!("item {} {}", i + 1, e.reason())))
+            Origin::parse(item, env).map_err(|e| e.item(i + 1))
         })
         .collect()
 }
@@ -663,8 +688,7 @@ pub fn parse_host_list(text: &str) -> Result<Vec<HostPattern>, FormatError> {
             if item.is_empty() {
                 return err(format!("item {} is empty", i + 1));
             }
-            HostPattern::parse(item)
-                .map_err(|e| FormatError::new(format!("item {} {}", i + 1, e.reason())))
+            HostPattern::parse(item).map_err(|e| e.item(i + 1))
         })
         .collect()
 }
@@ -684,7 +708,10 @@ pub fn check_redis_url(text: &str, env: Environment) -> Result<(), FormatError> 
     let parts = parse_url(text)?;
     match parts.scheme.as_str() {
         "rediss" => Ok(()),
-        "redis" if env != Environment::Production && is_loopback(&parts.host) => Ok(()),
+        "redis" if env == Environment::Production => Err(FormatError::for_environment(
+            "must use rediss:// (TLS) in production",
+        )),
+        "redis" if is_loopback(&parts.host) => Ok(()),
         "redis" => err(
             "must use rediss:// (TLS); redis:// is allowed only for localhost outside production",
         ),

@@ -17,6 +17,8 @@
 //!   not parse is always a problem: there is no typed value to run with.
 //! * A secret scoring below its minimum strength is a problem in staging and production and a
 //!   warning in development.
+//! * A proxy-only variable (`DATABASE_URL`) configured on an edge function is a warning: the
+//!   edge must never hold database credentials, but removing it is the operator's move.
 //! * Rotation: an overdue `<NAME>_ROTATED_AT` is a warning naming the days overdue; a date in
 //!   the future is a warning; a malformed date is a problem.
 //!
@@ -26,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::catalog::{catalog, Category, Entry, Format, Rotation, Strength};
+use crate::catalog::{catalog, Category, Entry, Format, Rotation, Scope, Strength};
 use crate::date::Date;
 use crate::formats::{
     self, BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl, Origin,
@@ -50,11 +52,13 @@ pub enum Rule {
     RotationOverdue,
     /// `<NAME>_ROTATED_AT` is malformed or in the future.
     RotationDate,
+    /// A proxy-only variable is configured on an edge function.
+    Scope,
 }
 
 impl Rule {
     /// Stable snake-case code: `missing`, `format`, `weak`, `environment`,
-    /// `rotation_overdue`, `rotation_date`.
+    /// `rotation_overdue`, `rotation_date`, `scope`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -63,6 +67,7 @@ impl Rule {
             Self::Environment => "environment",
             Self::RotationOverdue => "rotation_overdue",
             Self::RotationDate => "rotation_date",
+            Self::Scope => "scope",
         }
     }
 }
@@ -426,6 +431,14 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
             continue;
         };
 
+        if entry.scope == Scope::Proxy && function != Function::PgProxy {
+            report.warning(
+                entry.name,
+                Rule::Scope,
+                "is read only by pg-proxy; remove it from the edge functions' configuration",
+            );
+        }
+
         match check(entry, &value, env) {
             Ok(p) => {
                 parsed.insert(entry.name, p);
@@ -434,7 +447,7 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
                 report.warning(entry.name, Rule::Format, e.reason().to_owned());
             }
             Err(e) => {
-                let rule = if e.reason().contains("in production") {
+                let rule = if e.is_environment_rule() {
                     Rule::Environment
                 } else {
                     Rule::Format
@@ -760,6 +773,11 @@ mod tests {
             report.problems[0].to_string(),
             "FRONTEND_URL: must use https in production"
         );
+        assert_eq!(report.problems[0].rule(), Rule::Environment);
+        let redis = Vars::production()
+            .with("REDIS_URL", "redis://127.0.0.1:6379")
+            .report(Function::Login);
+        assert!(has(&redis.problems, "REDIS_URL", Rule::Environment));
     }
 
     #[test]
@@ -988,6 +1006,33 @@ mod tests {
             .report(Function::HealthSecrets);
         assert!(report.is_ok());
         assert!(has(&report.warnings, "ADMIN_TOKEN", Rule::RotationDate));
+    }
+
+    #[test]
+    fn database_credentials_on_an_edge_function_are_a_scope_warning() {
+        let vars = Vars::production().with("DATABASE_URL", "postgres://u:pw@db.internal/app");
+        let edge = vars.report(Function::Webhook);
+        assert!(edge.is_ok());
+        assert!(has(&edge.warnings, "DATABASE_URL", Rule::Scope));
+        assert!(!has(
+            &vars.report(Function::PgProxy).warnings,
+            "DATABASE_URL",
+            Rule::Scope
+        ));
+    }
+
+    #[test]
+    fn the_proxy_needs_its_database_url_and_hex_key_in_every_environment() {
+        let report = Vars::development().report(Function::PgProxy);
+        assert_eq!(
+            report.failing_keys(),
+            vec!["PROXY_HMAC_KEY", "DATABASE_URL"]
+        );
+        let ok = Vars::development()
+            .with("DATABASE_URL", "postgres://u:pw@127.0.0.1:5432/app")
+            .with("PROXY_HMAC_KEY", HMAC)
+            .report(Function::PgProxy);
+        assert!(ok.is_ok(), "{ok}");
     }
 
     #[test]
