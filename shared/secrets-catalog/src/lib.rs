@@ -12,6 +12,7 @@
 //! * [`strength::score`] — the 0–100 strength score; [`strength::key_material_bytes`] — the
 //!   "32 random bytes after decoding" rule.
 //! * [`secret_values`] — every configured secret, for the log redaction pass.
+//! * [`summary`] — per-entry status without values (health-secrets, debug, operator CLI).
 //! * [`Secret`] — prints `[redacted]`; the value only through [`Secret::expose`].
 //!
 //! ```
@@ -32,6 +33,7 @@ mod date;
 pub mod formats;
 mod secret;
 pub mod strength;
+mod summary;
 mod validate;
 
 pub use catalog::{
@@ -43,6 +45,7 @@ pub use formats::{
     PhoneNumber,
 };
 pub use secret::Secret;
+pub use summary::{summary, EntryStatus, Summary};
 pub use validate::{
     parse_settings, secret_values, validate, Business, Lookup, Problem, RateLimitSettings, Report,
     Rule, Settings, Validated,

@@ -270,7 +270,7 @@ pub struct Validated {
 /// The caller's variable lookup: `Some(value)` when the variable named (upper case) is set.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn read(lookup: Lookup<'_>, name: &str) -> Option<String> {
+pub(crate) fn read(lookup: Lookup<'_>, name: &str) -> Option<String> {
     lookup(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
