@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, ProcessEnv, ServeConfig};
 use crate::domain::{Password, Role, Username};
 use crate::error::ApiError;
-use crate::{logging, migrate, server, store};
+use crate::{logging, migrate, password, server, store};
 
 /// Postgres proxy for the assistant-edge functions.
 #[derive(Debug, Parser)]
@@ -158,9 +158,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 RoleArg::Admin => Role::Admin,
                 RoleArg::Staff => Role::Staff,
             };
+            let phc = password::hash_async(password).await?;
             let pool = connect_pool().await?;
             let db = pool.inner().get().await?;
-            let user = store::create_user(&db, &username, password, role)
+            let user = store::create_user(&db, &username, &phc, role)
                 .await
                 .map_err(api_to_anyhow)?;
             println!(
@@ -175,9 +176,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let username = Username::parse(&username).map_err(api_to_anyhow)?;
             let password = read_password(password_stdin)?;
+            let phc = password::hash_async(password).await?;
             let pool = connect_pool().await?;
             let db = pool.inner().get().await?;
-            store::set_password(&db, &username, password)
+            store::set_password(&db, &username, &phc)
                 .await
                 .map_err(api_to_anyhow)?;
             println!("password updated for {}", username.as_str());

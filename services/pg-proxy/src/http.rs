@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::domain::{self, Contact, Direction, MessageId, Password, Role, Username};
 use crate::error::{ApiError, ApiResult};
 use crate::pool::DbPool;
-use crate::store;
+use crate::{password, store};
 
 tokio::task_local! {
     /// The request id of the request being handled, for error bodies and log lines.
@@ -501,9 +501,12 @@ async fn create_user(
 ) -> ApiResult<Response> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse_new(&req.password)?;
+    // Hash before taking a connection: argon2 is the slow part.
+    let phc = password::hash_async(password)
+        .await
+        .map_err(ApiError::Unexpected)?;
     let db = state.pool.inner().get().await?;
-    let user =
-        store::create_user(&db, &username, password, req.role.unwrap_or(Role::Staff)).await?;
+    let user = store::create_user(&db, &username, &phc, req.role.unwrap_or(Role::Staff)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "user": user }))).into_response())
 }
 
@@ -520,22 +523,23 @@ async fn verify_user(
 ) -> ApiResult<Json<Value>> {
     let password = Password::parse_attempt(&req.password)?;
     // A malformed name cannot exist; it still costs one verification so its timing matches.
-    let username = Username::parse(&req.username).ok();
-    let user = match username {
-        Some(u) => {
+    let found = match Username::parse(&req.username) {
+        Ok(u) => {
             let db = state.pool.inner().get().await?;
-            store::verify_credentials(&db, &u, password).await?
+            store::find_credentials(&db, &u).await?
         }
-        None => {
-            tokio::task::spawn_blocking(move || crate::password::verify(None, &password))
-                .await
-                .map_err(|e| ApiError::Unexpected(e.into()))?;
-            None
-        }
+        Err(_) => None,
     };
-    Ok(Json(match user {
-        Some(user) => json!({ "valid": true, "user": user }),
-        None => json!({ "valid": false }),
+    let (user, stored) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    let valid = password::verify_async(stored, password)
+        .await
+        .map_err(ApiError::Unexpected)?;
+    Ok(Json(match (valid, user) {
+        (true, Some(user)) => json!({ "valid": true, "user": user }),
+        _ => json!({ "valid": false }),
     }))
 }
 
@@ -545,8 +549,11 @@ async fn set_password(
 ) -> ApiResult<Json<Value>> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse_new(&req.password)?;
+    let phc = password::hash_async(password)
+        .await
+        .map_err(ApiError::Unexpected)?;
     let db = state.pool.inner().get().await?;
-    store::set_password(&db, &username, password).await?;
+    store::set_password(&db, &username, &phc).await?;
     Ok(Json(json!({ "updated": true })))
 }
 

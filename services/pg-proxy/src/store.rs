@@ -6,9 +6,8 @@ use deadpool_postgres::Client;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::{Contact, Direction, MessageId, Password, Role, Username};
+use crate::domain::{Contact, Direction, MessageId, Role, Username};
 use crate::error::{ApiError, ApiResult};
-use crate::password;
 
 /// Result of an idempotent message insert.
 #[derive(Debug, Serialize)]
@@ -339,19 +338,18 @@ pub struct User {
     pub role: Role,
 }
 
-/// Creates a user; 409 if the name is taken.
+/// Creates a user with an already computed argon2id PHC hash; 409 if the name is taken.
 pub async fn create_user(
     db: &Client,
     username: &Username,
-    password: Password,
+    password_hash: &str,
     role: Role,
 ) -> ApiResult<User> {
-    let phc = hash_blocking(password).await?;
     let row = db
         .query_opt(
             "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3)
              ON CONFLICT (username) DO NOTHING RETURNING id",
-            &[&username.as_str(), &phc, &role.as_str()],
+            &[&username.as_str(), &password_hash, &role.as_str()],
         )
         .await?
         .ok_or_else(|| ApiError::Conflict("username already exists".into()))?;
@@ -362,13 +360,12 @@ pub async fn create_user(
     })
 }
 
-/// Replaces a user's password; 404 if there is no such user.
-pub async fn set_password(db: &Client, username: &Username, password: Password) -> ApiResult<()> {
-    let phc = hash_blocking(password).await?;
+/// Replaces a user's password hash; 404 if there is no such user.
+pub async fn set_password(db: &Client, username: &Username, password_hash: &str) -> ApiResult<()> {
     let n = db
         .execute(
             "UPDATE users SET password_hash = $2, updated_at = now() WHERE username = $1",
-            &[&username.as_str(), &phc],
+            &[&username.as_str(), &password_hash],
         )
         .await?;
     if n == 0 {
@@ -377,36 +374,26 @@ pub async fn set_password(db: &Client, username: &Username, password: Password) 
     Ok(())
 }
 
-/// Checks credentials. Unknown users are verified against a dummy hash so both outcomes
-/// cost one argon2 verification.
-pub async fn verify_credentials(
+/// The user and stored hash for a login name, if it exists. Verification happens in the
+/// caller after the connection is released ([`crate::password::verify_async`]).
+pub async fn find_credentials(
     db: &Client,
     username: &Username,
-    password: Password,
-) -> ApiResult<Option<User>> {
+) -> ApiResult<Option<(User, String)>> {
     let stmt = db
         .prepare_cached("SELECT id, password_hash, role FROM users WHERE username = $1")
         .await?;
     let row = db.query_opt(&stmt, &[&username.as_str()]).await?;
-    let stored: Option<String> = row.as_ref().map(|r| r.get(1));
-    let ok = tokio::task::spawn_blocking(move || password::verify(stored.as_deref(), &password))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    Ok(match (ok, row) {
-        (true, Some(r)) => Some(User {
-            id: r.get(0),
-            username: username.as_str().to_owned(),
-            role: Role::from_db(r.get::<_, &str>(2)),
-        }),
-        _ => None,
-    })
-}
-
-async fn hash_blocking(password: Password) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
-        .map_err(ApiError::Unexpected)
+    Ok(row.map(|r| {
+        (
+            User {
+                id: r.get(0),
+                username: username.as_str().to_owned(),
+                role: Role::from_db(r.get::<_, &str>(2)),
+            },
+            r.get(1),
+        )
+    }))
 }
 
 /// Records a revoked session token id until `expires_at` (unix seconds). Idempotent.
