@@ -21,12 +21,15 @@
 //! score    = clamp(raw - penalty, 0, 100), then capped at 10 for a placeholder
 //! ```
 //!
-//! A placeholder is a value containing (case-insensitively) `changeme`, `change-me`,
-//! `password`, `passwd`, `secret`, `example`, `placeholder`, `replace-me` / `replaceme` /
-//! `replace_me`, `todo`, `dummy`, `xxxx`, or starting with `your-`/`your_` and ending with
-//! `-here`/`_here`, or wrapped in `<...>`. `xxx` is written as four `x`: three in a row
-//! occur by chance in about one random 43-character key in 800, and a real key must never be
-//! refused as a placeholder.
+//! A placeholder is a value in which, case-insensitively, one of the words `changeme`,
+//! `change me`, `password`, `passwd`, `secret`, `example`, `placeholder`, `replace me`,
+//! `replaceme`, `todo`, `dummy` stands as a whole word, or a word made only of `x` (three or
+//! more, `sk-xxxx`), or which starts with `your` and ends with `here` as words
+//! (`your-api-key-here`), or is wrapped in `<...>`. Words are the runs of letters and digits
+//! between other characters, so `change-me`, `change_me` and `change me` are the same.
+//! Whole words, not substrings: a 160-character random provider key contains `todo` or
+//! `xxx` somewhere about once in a few thousand keys, and refusing a real key in production
+//! is an outage; a random key almost never has such a word between two separators.
 //!
 //! Calibration (unit tests): 32 random bytes as 43 base64url characters score ≥ 80, as 64
 //! hex characters ≥ 80; `changeme` and `your-api-key-here` ≤ 20. [`MIN_SECURITY_SCORE`] (60)
@@ -86,28 +89,35 @@ pub fn score(value: &str) -> u8 {
     result.round() as u8
 }
 
-/// Whether the value looks like a placeholder left in place of a real secret.
+/// Whether the value looks like a placeholder left in place of a real secret (the rule is in
+/// the module docs).
 pub fn is_placeholder(value: &str) -> bool {
     let lower = value.trim().to_ascii_lowercase();
-    const WORDS: [&str; 13] = [
+    if lower.starts_with('<') && lower.ends_with('>') {
+        return true;
+    }
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    const WORDS: [&str; 9] = [
         "changeme",
-        "change-me",
         "password",
         "passwd",
         "secret",
         "example",
         "placeholder",
-        "replace-me",
         "replaceme",
-        "replace_me",
         "todo",
         "dummy",
-        "xxxx",
     ];
-    WORDS.iter().any(|w| lower.contains(w))
-        || ((lower.starts_with("your-") || lower.starts_with("your_"))
-            && (lower.ends_with("-here") || lower.ends_with("_here")))
-        || (lower.starts_with('<') && lower.ends_with('>'))
+    const PAIRS: [[&str; 2]; 2] = [["change", "me"], ["replace", "me"]];
+    words.iter().any(|w| WORDS.contains(w))
+        || words
+            .iter()
+            .any(|w| w.len() >= 3 && w.bytes().all(|b| b == b'x'))
+        || words.windows(2).any(|pair| PAIRS.iter().any(|p| pair == p))
+        || (words.len() >= 2 && words[0] == "your" && words[words.len() - 1] == "here")
 }
 
 /// Shannon entropy in bits per symbol of the symbols' own frequencies.
@@ -338,6 +348,8 @@ mod tests {
             "xxxxxxxxxxxxxxxxxxxxxxxx",
             "my-Super-Secret-Value-2026!",
             "P@ssword-For-Example-Only-91",
+            "sk-proj-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "change me",
         ] {
             assert!(score(value) <= 20, "{value}: {}", score(value));
         }
@@ -367,6 +379,31 @@ mod tests {
         let plain = "K7mQ2xV9pL4wR8nT";
         assert!(score(&format!("{plain}1234")) < score(&format!("{plain}7392")));
         assert!(score(&format!("{plain}zzzz")) < score(&format!("{plain}zQ4r")));
+    }
+
+    #[test]
+    fn placeholder_words_count_only_as_whole_words_so_random_keys_are_not_refused() {
+        // Random keys that happen to contain a placeholder word inside a longer run.
+        for key in [
+            "Qm4TodoZr8KcXw2LpVn7Hs9JdBf3GyEt6Ua1Nq5Ro0Mi",
+            "sk-proj-A8fxxxK2mZqLr7SecretV9nT4bWc1Hd6Jy3Pg0Xs5",
+            "9ExampleQz7Lm2Xw9Rb4Tn8Kc3Vy6Hd1Pf5Gj0Ss",
+        ] {
+            assert!(!is_placeholder(key), "{key}");
+        }
+        for placeholder in [
+            "changeme",
+            "Change_Me",
+            "replace-me",
+            "sk-xxx",
+            "your-openai-key-here",
+            "YOUR_KEY_HERE",
+            "<jwt secret>",
+            "db-password",
+            "TODO: fill in",
+        ] {
+            assert!(is_placeholder(placeholder), "{placeholder}");
+        }
     }
 
     #[test]
