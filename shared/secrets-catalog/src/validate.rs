@@ -176,6 +176,8 @@ pub struct RateLimitSettings {
 }
 
 impl Default for RateLimitSettings {
+    /// 50 per minute, burst 10, enabled: the defaults, also written as the catalog
+    /// defaults (a test keeps the two in step).
     fn default() -> Self {
         Self {
             per_minute: 50,
@@ -510,9 +512,10 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
         Some(Parsed::Int(n)) => *n,
         _ => default,
     };
+    let defaults = RateLimitSettings::default();
     let rate_limit = RateLimitSettings {
-        per_minute: int_of("RATE_LIMIT_PER_MINUTE", 50),
-        burst: int_of("RATE_LIMIT_BURST", 10),
+        per_minute: int_of("RATE_LIMIT_PER_MINUTE", defaults.per_minute),
+        burst: int_of("RATE_LIMIT_BURST", defaults.burst),
         enabled,
     };
     let mut take = |name: &str| parsed.remove(name);
@@ -703,6 +706,21 @@ mod tests {
             assert!(report.is_ok(), "{f}: {report}");
             assert!(report.warnings.is_empty(), "{f}: {report}");
         }
+    }
+
+    #[test]
+    fn catalog_defaults_agree_with_the_typed_defaults() {
+        let default_of = |name: &str| crate::catalog::entry(name).unwrap().default.unwrap();
+        let d = RateLimitSettings::default();
+        assert_eq!(
+            default_of("RATE_LIMIT_PER_MINUTE"),
+            d.per_minute.to_string()
+        );
+        assert_eq!(default_of("RATE_LIMIT_BURST"), d.burst.to_string());
+        assert_eq!(default_of("ENABLE_RATE_LIMITING"), d.enabled.to_string());
+        assert_eq!(default_of("DEBUG"), "false");
+        assert_eq!(default_of("VALIDATE_API_KEYS"), "true");
+        assert_eq!(default_of("ENVIRONMENT"), Environment::Development.as_str());
     }
 
     #[test]
