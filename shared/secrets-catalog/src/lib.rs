@@ -15,14 +15,31 @@
 //! * [`summary`] — per-entry status without values (health-secrets, debug, operator CLI).
 //! * [`Secret`] — prints `[redacted]`; the value only through [`Secret::expose`].
 //!
+//! # Use from the edge core
+//!
+//! Once per instance: read every name through the variables port (the lookup receives the
+//! upper-case catalog name; a Spin adapter lower-cases it), pass today's date from the clock
+//! port, and either keep the typed settings or answer 503 and log the failing keys.
+//!
 //! ```
 //! use secrets_catalog::{parse_settings, Date, Function};
 //! let vars = |name: &str| match name {
-//!     "ENVIRONMENT" => Some("development".to_owned()),
+//!     "ENVIRONMENT" => Some("production".to_owned()),
+//!     "DEBUG" => Some("true".to_owned()),
 //!     _ => None,
 //! };
-//! let today = Date::parse("2026-11-22").unwrap();
-//! let validated = parse_settings(&vars, Function::Health, today).unwrap();
+//! let today = Date::from_unix_seconds(1_795_305_600); // 2026-11-22
+//! match parse_settings(&vars, Function::Health, today) {
+//!     Ok(validated) => unreachable!("debug in production must fail: {:?}", validated.settings),
+//!     Err(report) => {
+//!         // One log line: names and reasons, never values.
+//!         assert_eq!(report.failing_keys(), ["TRUSTED_HOSTS", "DEBUG"]);
+//!         assert!(report.to_string().contains("DEBUG: must be false in production"));
+//!     }
+//! }
+//!
+//! let dev = |name: &str| (name == "ENVIRONMENT").then(|| "development".to_owned());
+//! let validated = parse_settings(&dev, Function::Health, today).unwrap();
 //! assert_eq!(validated.settings.rate_limit.per_minute, 50);
 //! ```
 #![deny(missing_docs)]
