@@ -67,10 +67,11 @@ ensure_redis() {
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 }
 
-# Application variables declared in spin.toml's [variables] table (lower snake case).
+# Application variables declared in a Spin manifest's [variables] table (lower snake case);
+# default: the main spin.toml.
 declared_variables() {
   awk '/^\[variables\]/ { on = 1; next } /^\[/ { on = 0 } on && /^[a-z0-9_]+ *=/ { sub(/ *=.*/, ""); print }' \
-    "$ROOT/spin.toml"
+    "${1:-$ROOT/spin.toml}"
 }
 
 # Reads KEY=VALUE lines from a dotenv file into the environment without overriding variables

@@ -85,15 +85,21 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts `kind` through `scripts/dev --no-build --no-proxy --with-probe` on a free port, with extra
+    /// Starts `kind` through `scripts/dev --no-build --no-proxy [--with-probe]` on a free port, with extra
     /// environment `vars`, and waits up to `timeout` for it to serve `/health`.
-    pub fn start(kind: Kind, vars: &[(&str, &str)], timeout: Duration) -> Result<Self, String> {
+    pub fn start(
+        kind: Kind,
+        vars: &[(&str, &str)],
+        with_probe: bool,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let root = repo_root();
         let port = free_port()?;
         let state = std::env::temp_dir().join(format!("assistant-edge-e2e-{port}"));
         let mut cmd = Command::new(root.join("scripts/dev"));
         cmd.args(["--runtime", kind.name(), "--port", &port.to_string()])
-            .args(["--no-build", "--no-proxy", "--with-probe"])
+            .args(["--no-build", "--no-proxy"])
+            .args(with_probe.then_some("--with-probe"))
             .env("EDGE_STATE_DIR", &state)
             .current_dir(&root)
             .stdin(Stdio::null())
@@ -147,12 +153,14 @@ impl Runtime {
                 return Ok(runtime);
             }
             if let Ok(Some(status)) = runtime.child.try_wait() {
+                runtime.keep = true;
                 return Err(format!(
                     "scripts/dev exited with {status} before ready; logs in {}",
                     runtime.logs.display()
                 ));
             }
             if Instant::now() > deadline {
+                runtime.keep = true;
                 return Err(format!(
                     "{} did not become ready within {timeout:?}; logs in {}",
                     runtime.kind.name(),

@@ -3,6 +3,7 @@
 //! case's name with the reason, never counted as passed. A runtime that fails to start fails
 //! every one of its cases.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,45 +14,130 @@ type Case = fn(&Runtime) -> Result<(), Failed>;
 /// One runtime instance, started by the first case that needs it.
 type Slot = Arc<Mutex<Option<Result<Runtime, String>>>>;
 
-const CASES: &[(&str, Case)] = &[
-    ("health_paths_answer_pass", health_paths_answer_pass),
-    (
-        "health_other_methods_get_405_with_allow",
-        health_other_methods_get_405,
-    ),
-    (
-        "health_head_has_headers_and_no_body",
-        health_head_has_no_body,
-    ),
-    (
-        "security_headers_on_success_and_error",
-        security_headers_everywhere,
-    ),
-    (
-        "request_id_is_echoed_or_replaced",
-        request_id_echoed_or_replaced,
-    ),
-    ("unknown_function_path_is_404", unknown_function_path_is_404),
-    (
-        "access_log_is_json_without_query",
-        access_log_is_json_without_query,
-    ),
-    (
-        "kv_values_round_trip_and_delete",
-        kv_values_round_trip_and_delete,
-    ),
-    (
-        "kv_expired_values_read_as_absent",
-        kv_expired_values_read_as_absent,
-    ),
-    (
-        "kv_counters_exact_under_32_concurrent_clients",
-        kv_counters_exact_under_concurrency,
-    ),
-    (
-        "kv_value_and_counter_namespaces_never_mix",
-        kv_namespaces_never_mix,
-    ),
+/// A secret placed in the suite's configuration; it must never appear in any log line.
+const ADMIN_TOKEN: &str = "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c";
+/// Peers that may set `X-Forwarded-For`: the loopback, where the suite's requests come from.
+const LOOPBACK_PROXIES: &str = "127.0.0.1,::1,::ffff:127.0.0.1";
+
+/// One runtime configuration and the cases that run against it.
+struct Profile {
+    name: &'static str,
+    /// Whether the key-value probe runs beside the functions.
+    probe: bool,
+    vars: &'static [(&'static str, &'static str)],
+    cases: &'static [(&'static str, Case)],
+}
+
+const PROFILES: &[Profile] = &[
+    Profile {
+        name: "dev",
+        probe: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            // A fast policy: 5 per 5-second window.
+            ("RATE_LIMIT_PER_MINUTE", "60"),
+            ("RATE_LIMIT_BURST", "5"),
+            (
+                "CORS_ORIGINS",
+                "https://app.example.test,https://*.preview.example.test",
+            ),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ],
+        cases: &[
+            ("health_paths_answer_pass", health_paths_answer_pass),
+            (
+                "health_other_methods_get_405_with_allow",
+                health_other_methods_get_405,
+            ),
+            (
+                "health_head_has_headers_and_no_body",
+                health_head_has_no_body,
+            ),
+            (
+                "security_headers_on_success_and_error",
+                security_headers_everywhere,
+            ),
+            (
+                "request_id_is_echoed_or_replaced",
+                request_id_echoed_or_replaced,
+            ),
+            ("unknown_function_path_is_404", unknown_function_path_is_404),
+            (
+                "access_log_is_json_without_query",
+                access_log_is_json_without_query,
+            ),
+            (
+                "kv_values_round_trip_and_delete",
+                kv_values_round_trip_and_delete,
+            ),
+            (
+                "kv_expired_values_read_as_absent",
+                kv_expired_values_read_as_absent,
+            ),
+            (
+                "kv_counters_exact_under_32_concurrent_clients",
+                kv_counters_exact_under_concurrency,
+            ),
+            (
+                "kv_value_and_counter_namespaces_never_mix",
+                kv_namespaces_never_mix,
+            ),
+            (
+                "rate_limit_burst_passes_then_429_then_a_token_returns",
+                rate_limit_burst_then_429,
+            ),
+            (
+                "cors_allowed_origin_preflight_and_response",
+                cors_allowed_origin,
+            ),
+            ("cors_refused_origin_gets_nothing", cors_refused_origin),
+            (
+                "debug_routes_answer_in_development",
+                debug_routes_in_development,
+            ),
+            (
+                "configured_secret_never_reaches_the_logs",
+                configured_secret_never_logged,
+            ),
+            (
+                "provider_key_shapes_are_masked_in_logs",
+                key_shapes_masked_in_logs,
+            ),
+        ],
+    },
+    Profile {
+        name: "prod",
+        probe: false,
+        vars: &[
+            ("ENVIRONMENT", "production"),
+            ("DEBUG", "false"),
+            ("VALIDATE_API_KEYS", "true"),
+            ("TRUSTED_HOSTS", "127.0.0.1"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("FRONTEND_URL", "https://app.example.test"),
+        ],
+        cases: &[
+            (
+                "production_health_passes_with_security_headers",
+                production_health_passes,
+            ),
+            (
+                "debug_routes_are_404_like_unknown_routes",
+                debug_routes_404_in_production,
+            ),
+            ("untrusted_host_gets_400", untrusted_host_gets_400),
+        ],
+    },
+    Profile {
+        name: "misconfigured",
+        probe: false,
+        vars: &[("ENVIRONMENT", "production"), ("DEBUG", "true")],
+        cases: &[(
+            "production_misconfiguration_answers_503_and_logs_the_key",
+            misconfigured_answers_503,
+        )],
+    },
 ];
 
 fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
@@ -85,8 +171,23 @@ fn call(rt: &Runtime, method: &str, path: &str, headers: &[(&str, &str)]) -> Res
     send(&rt.url(path), method, headers, "")
 }
 
+/// Every call comes from its own client address (`X-Forwarded-For`, believed because the
+/// suite configures the loopback peer as a trusted proxy), so cases never share a rate-limit
+/// bucket unless they pass the same `x-forwarded-for` themselves.
+fn next_client() -> String {
+    static N: AtomicU32 = AtomicU32::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("198.18.{}.{}", (n >> 8) & 255, n & 255)
+}
+
 fn send(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> Result<Resp, Failed> {
     let mut req = http::Request::builder().method(method).uri(url);
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+    {
+        req = req.header("x-forwarded-for", next_client());
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -399,6 +500,283 @@ fn kv_namespaces_never_mix(rt: &Runtime) -> Result<(), Failed> {
     )
 }
 
+fn rate_limit_burst_then_429(rt: &Runtime) -> Result<(), Failed> {
+    let me = [("x-forwarded-for", "203.0.113.77")];
+    // Start at a fresh window so the whole burst fits in it.
+    let first = call(rt, "GET", "/health", &me)?;
+    let reset: u64 = first.header("ratelimit-reset").parse().unwrap_or(0);
+    ensure(
+        first.status == 200,
+        format!("first request: {}", first.status),
+    )?;
+    ensure(
+        first.header("ratelimit-limit") == "5",
+        format!("limit {:?}", first.header("ratelimit-limit")),
+    )?;
+    std::thread::sleep(Duration::from_secs(reset));
+    for i in 0..5 {
+        let r = call(rt, "GET", "/health", &me)?;
+        ensure(
+            r.status == 200,
+            format!("request {i} of the burst: {}", r.status),
+        )?;
+        ensure(
+            r.header("ratelimit-remaining") == (4 - i).to_string(),
+            format!("remaining after {i}: {:?}", r.header("ratelimit-remaining")),
+        )?;
+    }
+    let limited = call(rt, "GET", "/health", &me)?;
+    ensure(
+        limited.status == 429,
+        format!("6th request: {}", limited.status),
+    )?;
+    ensure(
+        limited.json()?["error"]["code"] == "rate_limited",
+        "429 body code",
+    )?;
+    let retry: u64 = limited.header("retry-after").parse().unwrap_or(0);
+    ensure((1..=5).contains(&retry), format!("retry-after {retry}"))?;
+    ensure(
+        limited.header("ratelimit-remaining") == "0",
+        "remaining 0 on 429",
+    )?;
+    ensure(
+        limited
+            .header("strict-transport-security")
+            .contains("max-age"),
+        "security headers on 429",
+    )?;
+    // Another client is unaffected.
+    ensure(
+        call(rt, "GET", "/health", &[])?.status == 200,
+        "other client limited",
+    )?;
+    std::thread::sleep(Duration::from_secs(retry));
+    let again = call(rt, "GET", "/health", &me)?;
+    ensure(
+        again.status == 200,
+        format!("after Retry-After: {}", again.status),
+    )
+}
+
+fn preflight(rt: &Runtime, origin: &str) -> Result<Resp, Failed> {
+    call(
+        rt,
+        "OPTIONS",
+        "/health",
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "authorization"),
+        ],
+    )
+}
+
+fn cors_allowed_origin(rt: &Runtime) -> Result<(), Failed> {
+    for origin in [
+        "https://app.example.test",
+        "https://pr-7.preview.example.test",
+    ] {
+        let p = preflight(rt, origin)?;
+        ensure(p.status == 204, format!("{origin} preflight: {}", p.status))?;
+        ensure(
+            p.header("access-control-allow-origin") == origin,
+            "preflight allow-origin",
+        )?;
+        ensure(
+            p.header("access-control-allow-credentials") == "true",
+            "credentials",
+        )?;
+        ensure(
+            p.header("access-control-allow-methods") == "GET, POST, PUT, DELETE, OPTIONS",
+            format!("methods {:?}", p.header("access-control-allow-methods")),
+        )?;
+        ensure(
+            p.header("access-control-allow-headers")
+                .contains("Authorization"),
+            "allow-headers",
+        )?;
+        let r = call(rt, "GET", "/health", &[("origin", origin)])?;
+        ensure(r.status == 200, "actual request")?;
+        ensure(
+            r.header("access-control-allow-origin") == origin,
+            "actual allow-origin",
+        )?;
+        ensure(r.header("vary").contains("Origin"), "vary: origin")?;
+    }
+    Ok(())
+}
+
+fn cors_refused_origin(rt: &Runtime) -> Result<(), Failed> {
+    for origin in [
+        "https://evil.example",
+        "http://app.example.test",
+        "https://preview.example.test",
+    ] {
+        let p = preflight(rt, origin)?;
+        ensure(p.status == 403, format!("{origin} preflight: {}", p.status))?;
+        ensure(
+            p.headers.get("access-control-allow-origin").is_none(),
+            format!("{origin}: allow-origin on refused preflight"),
+        )?;
+        let r = call(rt, "GET", "/health", &[("origin", origin)])?;
+        ensure(
+            r.headers.get("access-control-allow-origin").is_none()
+                && r.headers.get("access-control-allow-credentials").is_none(),
+            format!("{origin}: CORS headers on a refused origin"),
+        )?;
+    }
+    Ok(())
+}
+
+fn debug_routes_in_development(rt: &Runtime) -> Result<(), Failed> {
+    let r = call(rt, "GET", "/debug/config", &[])?;
+    ensure(r.status == 200, format!("/debug/config: {}", r.status))?;
+    let body = r.json()?;
+    ensure(body["environment"] == "development", format!("{body}"))?;
+    ensure(
+        !r.body.contains(ADMIN_TOKEN),
+        "config summary shows a secret value",
+    )?;
+    ensure(
+        body["variables_set"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|n| n == "ADMIN_TOKEN")),
+        format!("summary names set variables: {body}"),
+    )?;
+    let r = call(
+        rt,
+        "GET",
+        "/debug/echo?x=1",
+        &[("authorization", "Bearer abc.def.ghi")],
+    )?;
+    ensure(r.status == 200, format!("/debug/echo: {}", r.status))?;
+    ensure(!r.body.contains("abc.def.ghi"), "echo shows a header value")?;
+    ensure(r.json()?["path"] == "/debug/echo", "echo path")
+}
+
+/// The functions' own JSON log lines, once the line carrying `marker` has arrived. Only JSON
+/// lines count: `wrangler dev` also prints its own local request log (`[wrangler:info] GET
+/// <path>`), a development-tool line that does not exist on Cloudflare.
+fn all_logs_after(rt: &Runtime, marker: &str) -> Result<String, Failed> {
+    // Log lines reach the files asynchronously; wait (bounded) for the marker's line.
+    for _ in 0..40 {
+        let all = rt
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.trim_start().starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if all.contains(marker) {
+            return Ok(all);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Err(format!("no log line with {marker}").into())
+}
+
+fn configured_secret_never_logged(rt: &Runtime) -> Result<(), Failed> {
+    // A secret pasted into a URL path: the path is logged, the secret must not be.
+    let marker = format!("e2e-secret-{}", std::process::id());
+    let path = format!("/__kv/{ADMIN_TOKEN}");
+    send(
+        &format!("{}{path}", rt.probe),
+        "GET",
+        &[("x-request-id", &marker)],
+        "",
+    )?;
+    let all = all_logs_after(rt, &marker)?;
+    ensure(
+        !all.contains(ADMIN_TOKEN),
+        "the configured ADMIN_TOKEN value is in the logs",
+    )?;
+    ensure(
+        all.contains("/__kv/[redacted]"),
+        "the path was not logged redacted",
+    )
+}
+
+fn key_shapes_masked_in_logs(rt: &Runtime) -> Result<(), Failed> {
+    let marker = format!("e2e-keys-{}", std::process::id());
+    let key = "sk-proj-E2Ezz0123456789abcdefghijklmnop";
+    send(
+        &format!("{}/__kv/{key}", rt.probe),
+        "GET",
+        &[("x-request-id", &marker)],
+        "",
+    )?;
+    let all = all_logs_after(rt, &marker)?;
+    ensure(
+        !all.contains("E2Ezz0123456789"),
+        "an OpenAI-shaped key reached the logs",
+    )
+}
+
+fn production_health_passes(rt: &Runtime) -> Result<(), Failed> {
+    let r = call(rt, "GET", "/health", &[])?;
+    ensure(r.status == 200, format!("status {} {}", r.status, r.body))?;
+    for (name, want) in SECURITY_HEADERS {
+        ensure(
+            r.header(name) == *want,
+            format!("{name}: {:?}", r.header(name)),
+        )?;
+    }
+    Ok(())
+}
+
+fn debug_routes_404_in_production(rt: &Runtime) -> Result<(), Failed> {
+    let debug = call(rt, "GET", "/debug/config", &[])?;
+    ensure(
+        debug.status == 404,
+        format!("/debug/config: {}", debug.status),
+    )?;
+    let echo = call(rt, "GET", "/debug/echo", &[])?;
+    ensure(echo.status == 404, format!("/debug/echo: {}", echo.status))?;
+    let body = debug.json()?;
+    ensure(
+        body["error"]["code"] == "not_found" && body["error"]["message"] == "No such route.",
+        format!("not the unknown-route body: {body}"),
+    )?;
+    ensure(
+        debug.header("content-type") == "application/json",
+        "same content type as an unknown route",
+    )
+}
+
+fn untrusted_host_gets_400(rt: &Runtime) -> Result<(), Failed> {
+    let r = call(rt, "GET", "/health", &[("host", "evil.example")])?;
+    ensure(r.status == 400, format!("status {} {}", r.status, r.body))?;
+    ensure(r.json()?["error"]["code"] == "invalid_host", "error code")
+}
+
+fn misconfigured_answers_503(rt: &Runtime) -> Result<(), Failed> {
+    let r = call(rt, "GET", "/health", &[])?;
+    ensure(r.status == 503, format!("status {}", r.status))?;
+    let body = r.json()?;
+    ensure(body["error"]["code"] == "misconfigured", format!("{body}"))?;
+    ensure(
+        !r.body.contains("DEBUG"),
+        "the body names configuration keys",
+    )?;
+    ensure(r.header("retry-after") == "30", "retry-after on 503")?;
+    ensure(
+        r.header("x-content-type-options") == "nosniff",
+        "security headers on 503",
+    )?;
+    let mut named = false;
+    for _ in 0..40 {
+        named = rt
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("config_invalid") && l.contains("DEBUG"));
+        if named {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    ensure(named, "no config_invalid log line naming DEBUG")
+}
+
 fn main() {
     let args = Arguments::from_args();
     let wanted = std::env::var("E2E_RUNTIMES").unwrap_or_else(|_| "wrangler,spin".into());
@@ -409,36 +787,49 @@ fn main() {
             eprintln!("E2E_RUNTIMES: unknown runtime {name:?} (use wrangler, spin)");
             std::process::exit(2);
         };
-        if let Some(reason) = kind.unavailable_reason() {
-            for (case, _) in CASES {
-                trials.push(
-                    Trial::test(
-                        format!("{}::{case} (skipped: {reason})", kind.name()),
-                        || Ok(()),
-                    )
-                    .with_ignored_flag(true),
-                );
-            }
+        let unavailable = kind.unavailable_reason();
+        if let Some(reason) = &unavailable {
             eprintln!("e2e: {} skipped: {reason}", kind.name());
-            continue;
         }
-        let slot: Slot = Arc::new(Mutex::new(None));
-        started.push(slot.clone());
-        for (case, run) in CASES {
-            let slot = slot.clone();
-            let run = *run;
-            trials.push(Trial::test(format!("{}::{case}", kind.name()), move || {
-                // Cases of one runtime run one at a time on one shared instance.
-                let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let rt = guard
-                    .get_or_insert_with(|| Runtime::start(kind, &[], Duration::from_secs(240)));
-                match rt {
-                    Ok(rt) => run(rt),
-                    Err(why) => Err(format!("runtime failed to start: {why}").into()),
+        for profile in PROFILES {
+            if let Some(reason) = &unavailable {
+                for (case, _) in profile.cases {
+                    let name = format!(
+                        "{}::{}::{case} (skipped: {reason})",
+                        kind.name(),
+                        profile.name
+                    );
+                    trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
                 }
-            }));
+                continue;
+            }
+            let slot: Slot = Arc::new(Mutex::new(None));
+            started.push(slot.clone());
+            for (case, run) in profile.cases {
+                let slot = slot.clone();
+                let run = *run;
+                let vars = profile.vars;
+                let probe = profile.probe;
+                let name = format!("{}::{}::{case}", kind.name(), profile.name);
+                trials.push(Trial::test(name, move || {
+                    // Cases of one profile run one at a time on one shared instance.
+                    let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let rt = guard.get_or_insert_with(|| {
+                        Runtime::start(kind, vars, probe, Duration::from_secs(240))
+                    });
+                    match rt {
+                        Ok(rt) => run(rt),
+                        Err(why) => Err(format!("runtime failed to start: {why}").into()),
+                    }
+                }));
+            }
         }
     }
+    // One profile's instance at a time keeps the 2-core machine responsive.
+    let args = Arguments {
+        test_threads: args.test_threads.or(Some(1)),
+        ..args
+    };
     let conclusion = libtest_mimic::run(&args, trials);
     // Tear every runtime down before exiting, whatever the outcome.
     for slot in started {

@@ -186,3 +186,44 @@ fn scripts_know_every_function() {
     listed.sort();
     assert_eq!(listed, functions());
 }
+
+#[test]
+fn every_variable_a_function_requires_anywhere_is_declared_for_its_spin_component() {
+    use secrets_catalog::{catalog, Environment, Function};
+    let spin = read_toml("spin.toml");
+    let components = spin["component"].as_table().cloned().unwrap_or_default();
+    for (name, c) in &components {
+        let Some(function) = Function::from_name(name) else {
+            panic!("component {name} is not a function the catalog knows");
+        };
+        let declared = c
+            .get("variables")
+            .and_then(|v| v.as_table())
+            .cloned()
+            .unwrap_or_default();
+        for entry in catalog() {
+            let required = [
+                Environment::Development,
+                Environment::Staging,
+                Environment::Production,
+            ]
+            .into_iter()
+            .any(|env| entry.is_required(function, env));
+            let key = entry.name.to_ascii_lowercase();
+            assert!(
+                !required || declared.contains_key(&key),
+                "{name} requires {} but spin.toml does not declare `{key}` for it",
+                entry.name
+            );
+            if entry.secret && declared.contains_key(&key) {
+                let app = &spin["variables"][key.as_str()];
+                assert_eq!(
+                    app.get("secret").and_then(|s| s.as_bool()),
+                    Some(true),
+                    "secret {} must be declared `secret = true`",
+                    entry.name
+                );
+            }
+        }
+    }
+}
