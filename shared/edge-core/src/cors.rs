@@ -60,7 +60,7 @@ impl CorsPolicy {
     /// Whether `origin` (as sent by a browser) is allowed.
     pub fn allows(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
-        if self.exact.iter().any(|o| *o == origin) {
+        if self.exact.contains(&origin) {
             return true;
         }
         let Some(host) = origin.strip_prefix("https://") else {

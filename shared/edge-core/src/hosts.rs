@@ -49,7 +49,7 @@ impl TrustedHosts {
         let Some(host) = host.map(|h| h.to_ascii_lowercase()) else {
             return false;
         };
-        self.exact.iter().any(|h| *h == host)
+        self.exact.contains(&host)
             || self
                 .suffixes
                 .iter()
