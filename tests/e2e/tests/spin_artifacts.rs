@@ -1,0 +1,89 @@
+//! Checks each built Spin component (dist/spin/*.wasm, from `scripts/build spin`) against what
+//! Spin 3.x/4.x links: it must export `wasi:http/incoming-handler@0.2.0` and import only WASI
+//! 0.2 interfaces, Spin's key-value and variables 2.0 interfaces, and the keyvalue draft2
+//! interfaces Spin grants under `key_value_stores`. Spin cannot be installed on this machine,
+//! so this is what keeps the artifacts honest here; the e2e suite runs them on Spin where it is.
+
+use e2e::repo_root;
+use wasmparser::{Parser, Payload};
+
+/// Interface-level imports and exports (`ns:pkg/iface@version`). Nested components inside the
+/// binary also have import sections, for types (`import-type-…`); those are not host imports.
+fn component_interfaces(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ComponentImportSection(section)) => {
+                for import in section.into_iter().flatten() {
+                    if import.name.0.contains(':') {
+                        imports.push(import.name.0.to_owned());
+                    }
+                }
+            }
+            Ok(Payload::ComponentExportSection(section)) => {
+                for export in section.into_iter().flatten() {
+                    if export.name.0.contains(':') {
+                        exports.push(export.name.0.to_owned());
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not a valid wasm component: {e}"),
+        }
+    }
+    (imports, exports)
+}
+
+fn allowed_import(name: &str) -> bool {
+    const SPIN: &[&str] = &[
+        "fermyon:spin/key-value@2.0.0",
+        "fermyon:spin/variables@2.0.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+    ];
+    SPIN.contains(&name)
+        || (name.starts_with("wasi:") && name.contains("@0.2.") && !name.contains("draft"))
+}
+
+#[test]
+fn every_spin_component_exports_the_http_handler_and_imports_only_what_spin_provides() {
+    let dir = repo_root().join("dist/spin");
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/build spin", dir.display()))
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    assert!(!entries.is_empty(), "no components in {}", dir.display());
+    for entry in entries {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        let (imports, exports) = component_interfaces(&bytes);
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            exports
+                .iter()
+                .any(|e| e == "wasi:http/incoming-handler@0.2.0"),
+            "{name} exports {exports:?}"
+        );
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.starts_with("wasi:http/types@0.2.")),
+            "{name}: parser found no wasi:http import ({imports:?})"
+        );
+        for import in &imports {
+            assert!(
+                allowed_import(import),
+                "{name} imports {import}, which Spin does not provide"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_import_allow_list_rejects_what_spin_lacks() {
+    assert!(allowed_import("wasi:http/types@0.2.6"));
+    assert!(allowed_import("fermyon:spin/variables@2.0.0"));
+    assert!(!allowed_import("wasi:http/types@0.3.0-rc-2025-09-16"));
+    assert!(!allowed_import("fermyon:spin/llm@2.0.0"));
+    assert!(!allowed_import("spin:postgres/postgres@4.0.0"));
+}
