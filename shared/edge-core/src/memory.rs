@@ -224,6 +224,11 @@ impl MemoryLog {
     pub fn lines(&self) -> Vec<String> {
         self.0.borrow().clone()
     }
+
+    /// Forgets the lines written so far (benchmarks call it to keep memory flat).
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
 }
 
 impl LogSink for MemoryLog {

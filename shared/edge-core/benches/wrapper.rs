@@ -1,0 +1,108 @@
+//! Cost of the `serve` wrapper (request id, config, trusted hosts, CORS, rate limit on the
+//! in-memory store, security headers, redacted access log) against calling the same handler
+//! bare. Run with `scripts/bench-edge`, which records the figures in bench/edge.md.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use edge_core::config::{EdgeConfig, Environment};
+use edge_core::cors::CorsPolicy;
+use edge_core::hosts::TrustedHosts;
+use edge_core::memory::{block_on, MemoryPlatform};
+use edge_core::ratelimit::Policy;
+use edge_core::redact::Redactor;
+use edge_core::{health, respond, serve, Bytes, Ctx, Error, Function, Platform, Request, Response};
+
+struct Health;
+impl Function for Health {
+    const NAME: &'static str = "health";
+    async fn handle<P: Platform>(req: Request, _: &Ctx<'_, P>) -> Result<Response, Error> {
+        respond::require_get(&req)?;
+        Ok(health::liveness("health", "0.1.0"))
+    }
+}
+
+fn request(i: u64) -> Request {
+    let mut req = Request::new(Bytes::new());
+    *req.uri_mut() = "https://api.example.com/health".parse().unwrap_or_default();
+    let headers = req.headers_mut();
+    headers.insert(
+        "origin",
+        "https://app.example.com"
+            .parse()
+            .unwrap_or(http::HeaderValue::from_static("x")),
+    );
+    headers.insert(
+        "x-forwarded-for",
+        format!("198.18.{}.{}", (i >> 8) & 255, i & 255)
+            .parse()
+            .unwrap_or(http::HeaderValue::from_static("x")),
+    );
+    req
+}
+
+fn config() -> EdgeConfig {
+    EdgeConfig {
+        environment: Environment::Production,
+        cors: CorsPolicy::new(["https://app.example.com", "https://*.preview.example.app"]).0,
+        trusted_hosts: TrustedHosts::new(["api.example.com"]),
+        trusted_proxies: vec![[127, 0, 0, 1].into()],
+        rate_limit: Some(Policy::default()),
+        redactor: Redactor::new(
+            [
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "sk-proj-benchbenchbenchbenchbench",
+            ]
+            .map(str::to_owned),
+        ),
+        set_variables: vec![],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("health");
+    let platform = MemoryPlatform::default();
+    let cfg = config();
+    group.bench_function("bare_handler", |b| {
+        let mut i = 0u64;
+        b.iter_batched(
+            || {
+                i += 1;
+                request(i)
+            },
+            |req| {
+                let ctx = Ctx {
+                    platform: &platform,
+                    request_id: "bench".into(),
+                    function: "health",
+                    config: &cfg,
+                };
+                block_on(Health::handle(req, &ctx))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let state = Ok(config());
+    group.bench_function("wrapped", |b| {
+        let mut i = 0u64;
+        b.iter_batched(
+            || {
+                i += 1;
+                platform.log.clear();
+                platform.clock.advance(60);
+                request(i)
+            },
+            |req| {
+                block_on(serve::<Health, _>(
+                    &platform,
+                    &state,
+                    req,
+                    Some([127, 0, 0, 1].into()),
+                ))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
