@@ -54,6 +54,7 @@ fn config() -> EdgeConfig {
             .map(str::to_owned),
         ),
         set_variables: vec![],
+        sentry: None,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::log::{self, Level};
 use crate::ports::Platform;
 use crate::ratelimit::Policy;
 use crate::redact::{RedactingSink, Redactor};
+use crate::sentry::SentryTarget;
 
 /// Deployment environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct EdgeConfig {
     pub redactor: Redactor,
     /// Names of the variables that are set (for the development config summary; never values).
     pub set_variables: Vec<String>,
+    /// Where unexpected errors are reported (`SENTRY_DSN`), if anywhere.
+    pub sentry: Option<SentryTarget>,
 }
 
 impl Default for EdgeConfig {
@@ -69,6 +72,7 @@ impl Default for EdgeConfig {
             rate_limit: Some(Policy::default()),
             redactor: Redactor::default(),
             set_variables: Vec::new(),
+            sentry: None,
         }
     }
 }
@@ -156,6 +160,7 @@ pub fn load<P: Platform>(platform: &P, function: &str) -> ConfigState {
             burst: s.rate_limit.burst,
         }),
         redactor,
+        sentry: lookup("SENTRY_DSN").and_then(|dsn| SentryTarget::parse(&dsn)),
         set_variables: catalog()
             .iter()
             .filter(|e| lookup(e.name).is_some())

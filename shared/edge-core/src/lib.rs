@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod request_id;
 pub mod respond;
+pub mod sentry;
 pub mod serve;
 
 pub use bytes::Bytes;

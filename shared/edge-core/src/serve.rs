@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{ConfigState, EdgeConfig, Environment};
 use crate::log::{self, Access, Level};
-use crate::ports::Platform;
+use crate::ports::{HttpClient, Platform};
 use crate::redact::RedactingSink;
 use crate::{ratelimit, request_id, respond, Bytes, Error, Request, Response};
 
@@ -45,6 +45,31 @@ pub struct Ctx<'a, P: Platform> {
 }
 
 impl<P: Platform> Ctx<'_, P> {
+    /// Sends an outbound request carrying this request's id (`X-Request-ID`) and a W3C
+    /// `traceparent` whose trace id is the request id when that is 32 hex characters (as
+    /// generated ones are), so the callee's logs join ours.
+    pub async fn send(&self, mut req: Request) -> Result<Response, crate::ports::PortError> {
+        let trace_id = if self.request_id.len() == 32
+            && self.request_id.bytes().all(|b| b.is_ascii_hexdigit())
+            && self.request_id.bytes().any(|b| b != b'0')
+        {
+            self.request_id.to_ascii_lowercase()
+        } else {
+            request_id::generate(self.platform.random())?
+        };
+        let mut span = [0u8; 8];
+        self.platform.random().fill(&mut span)?;
+        let span: String = span.iter().map(|b| format!("{b:02x}")).collect();
+        let headers = req.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("00-{trace_id}-{span}-01")) {
+            headers.insert("traceparent", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(HeaderName::from_static(request_id::HEADER), v);
+        }
+        self.platform.http().send(req).await
+    }
+
     /// Writes a redacted JSON event line for this request.
     pub fn event(&self, level: Level, event: &str, fields: Map<String, Value>) {
         let sink = RedactingSink::new(self.platform.log(), &self.config.redactor);
@@ -173,6 +198,9 @@ pub async fn serve<F: Function, P: Platform>(
                     fields,
                 );
             }
+            if let (Error::Unexpected { cause }, Some(target)) = (&err, &cfg.sentry) {
+                report_to_sentry::<P>(platform, cfg, target, F::NAME, &request_id, cause).await;
+            }
             err.into_response(&request_id)
         }
     };
@@ -208,6 +236,44 @@ pub async fn serve<F: Function, P: Platform>(
         },
     );
     resp
+}
+
+/// Reports one unexpected error to Sentry; a failure is logged, never raised.
+async fn report_to_sentry<P: Platform>(
+    platform: &P,
+    cfg: &EdgeConfig,
+    target: &crate::sentry::SentryTarget,
+    function: &str,
+    request_id: &str,
+    cause: &str,
+) {
+    let now = platform.clock().now_unix_ms();
+    let Ok(event_id) = request_id::generate(platform.random()) else {
+        return;
+    };
+    let message = cfg.redactor.redact(cause);
+    let req = target.request(
+        &event_id,
+        now,
+        function,
+        cfg.environment.as_str(),
+        request_id,
+        &message,
+    );
+    if let Err(err) = crate::sentry::send(platform.http(), req).await {
+        let sink = RedactingSink::new(platform.log(), &cfg.redactor);
+        let mut fields = Map::new();
+        fields.insert("cause".into(), err.to_string().into());
+        log::event(
+            &sink,
+            now,
+            Level::Warn,
+            function,
+            request_id,
+            "sentry_report_failed",
+            fields,
+        );
+    }
 }
 
 /// Everything between a valid configuration and the handler, in order. `extra` collects
@@ -335,6 +401,15 @@ mod tests {
                 "/down" => Err(Error::Unavailable {
                     cause: "proxy timed out with key sk-proj-abcdefghijklmnopqrstuv".into(),
                 }),
+                "/bug" => Err(Error::Unexpected {
+                    cause: "invariant broken near configured-secret-xyz".into(),
+                }),
+                "/call-out" => {
+                    let mut out = Request::new(Bytes::new());
+                    *out.uri_mut() = "https://proxy.example/v1/ping".parse().unwrap_or_default();
+                    ctx.send(out).await?;
+                    Ok(respond::json(StatusCode::OK, &json!({})))
+                }
                 "/log-secret" => {
                     let mut f = Map::new();
                     f.insert("note".into(), "value configured-secret-xyz leaked?".into());
@@ -578,6 +653,70 @@ mod tests {
             .parse()
             .unwrap_or_default();
         assert!((1..=3).contains(&retry), "retry-after {retry}");
+    }
+
+    #[test]
+    fn outbound_calls_carry_the_request_id_and_a_traceparent() {
+        let mut req = get("/call-out");
+        req.headers_mut().insert(
+            request_id::HEADER,
+            HeaderValue::from_static("0af7651916cd43dd8448eb211c80319c"),
+        );
+        let (_, platform) = run(&dev(), req);
+        let sent = platform.http.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        let h = sent[0].headers();
+        assert_eq!(h[request_id::HEADER], "0af7651916cd43dd8448eb211c80319c");
+        let tp = h["traceparent"].to_str().unwrap_or_default();
+        let parts: Vec<&str> = tp.split('-').collect();
+        assert_eq!(parts.len(), 4, "{tp}");
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(parts[3], "01");
+    }
+
+    #[test]
+    fn unexpected_errors_are_reported_to_sentry_redacted_and_the_body_stays_generic() {
+        let cfg = with(|c| {
+            c.sentry = crate::sentry::SentryTarget::parse("https://pubkey123@sentry.example/7");
+            c.redactor = Redactor::new(["configured-secret-xyz".to_owned()]);
+        });
+        let (resp, platform) = run(&cfg, get("/bug"));
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!String::from_utf8_lossy(resp.body()).contains("invariant"));
+        let sent = platform.http.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].uri(), "https://sentry.example/api/7/envelope/");
+        let body = String::from_utf8_lossy(sent[0].body()).to_string();
+        assert!(body.contains("invariant broken"));
+        assert!(!body.contains("configured-secret-xyz"), "{body}");
+    }
+
+    #[test]
+    fn a_failed_sentry_report_is_logged_and_changes_nothing() {
+        let cfg = with(|c| {
+            c.sentry = crate::sentry::SentryTarget::parse("https://pubkey123@sentry.example/7")
+        });
+        let platform = MemoryPlatform::default();
+        platform
+            .http
+            .replies
+            .borrow_mut()
+            .push_back(Err(crate::ports::PortError::Unavailable("down".into())));
+        let resp = run_on(&platform, &cfg, get("/bug"));
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(platform
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("sentry_report_failed")));
+    }
+
+    #[test]
+    fn without_a_dsn_nothing_is_sent() {
+        let (_, platform) = run(&dev(), get("/bug"));
+        assert!(platform.http.sent.borrow().is_empty());
     }
 
     #[test]

@@ -238,3 +238,91 @@ pub fn client() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// One request a [`FakeServer`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Request line method.
+    pub method: String,
+    /// Request target (path and query).
+    pub path: String,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes as text.
+    pub body: String,
+}
+
+/// A tiny HTTP server on a free loopback port that records every request and answers 200 `{}`:
+/// the stand-in for a third-party API (Sentry here), so tests assert on what really went out.
+pub struct FakeServer {
+    /// Port it listens on.
+    pub port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl FakeServer {
+    /// Starts listening; the server lives until the test process exits.
+    pub fn start() -> Result<Self, String> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let header_end = loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i);
+                    }
+                };
+                let Some(end) = header_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let mut lines = head.lines();
+                let mut first = lines.next().unwrap_or_default().split(' ');
+                let method = first.next().unwrap_or_default().to_owned();
+                let path = first.next().unwrap_or_default().to_owned();
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = buf[end + 4..].to_vec();
+                while body.len() < length {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+                if let Ok(mut all) = sink.lock() {
+                    all.push(Recorded {
+                        method,
+                        path,
+                        headers,
+                        body: String::from_utf8_lossy(&body).to_string(),
+                    });
+                }
+            }
+        });
+        Ok(Self { port, received })
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Recorded> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}

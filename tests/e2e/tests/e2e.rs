@@ -4,15 +4,25 @@
 //! every one of its cases.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use e2e::{client, Kind, Runtime};
+use e2e::{client, FakeServer, Kind, Runtime};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Case = fn(&Runtime) -> Result<(), Failed>;
 /// One runtime instance, started by the first case that needs it.
 type Slot = Arc<Mutex<Option<Result<Runtime, String>>>>;
+
+/// The fake Sentry every `dev` instance reports to (`SENTRY_DSN` points at it).
+static SENTRY: OnceLock<Result<FakeServer, String>> = OnceLock::new();
+
+fn sentry() -> Result<&'static FakeServer, Failed> {
+    SENTRY
+        .get_or_init(FakeServer::start)
+        .as_ref()
+        .map_err(|e| format!("fake Sentry: {e}").into())
+}
 
 /// A secret placed in the suite's configuration; it must never appear in any log line.
 const ADMIN_TOKEN: &str = "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c";
@@ -103,6 +113,10 @@ const PROFILES: &[Profile] = &[
             (
                 "provider_key_shapes_are_masked_in_logs",
                 key_shapes_masked_in_logs,
+            ),
+            (
+                "unexpected_errors_reach_sentry_and_the_body_stays_generic",
+                errors_reach_sentry,
             ),
         ],
     },
@@ -712,6 +726,62 @@ fn key_shapes_masked_in_logs(rt: &Runtime) -> Result<(), Failed> {
     )
 }
 
+fn errors_reach_sentry(rt: &Runtime) -> Result<(), Failed> {
+    let marker = format!("e2e-sentry-{}", std::process::id());
+    let r = send(
+        &format!("{}/__kv/fail", rt.probe),
+        "GET",
+        &[("x-request-id", &marker)],
+        "",
+    )?;
+    ensure(r.status == 500, format!("status {}", r.status))?;
+    ensure(
+        !r.body.contains("deliberate"),
+        "the 500 body reveals the internal cause",
+    )?;
+    let fake = sentry()?;
+    let mut event = None;
+    for _ in 0..40 {
+        event = fake
+            .received()
+            .into_iter()
+            .find(|e| e.body.contains(&marker));
+        if event.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let event = event.ok_or("no Sentry event with the request id arrived")?;
+    ensure(event.method == "POST", format!("method {}", event.method))?;
+    ensure(
+        event.path == "/api/7/envelope/",
+        format!("path {}", event.path),
+    )?;
+    let auth = event
+        .headers
+        .iter()
+        .find(|(k, _)| k == "x-sentry-auth")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    ensure(
+        auth.contains("sentry_version=7") && auth.contains("sentry_key=e2esentrykey"),
+        format!("x-sentry-auth {auth:?}"),
+    )?;
+    let lines: Vec<&str> = event.body.lines().collect();
+    ensure(lines.len() == 3, format!("envelope lines: {}", lines.len()))?;
+    let payload: serde_json::Value = serde_json::from_str(lines[2]).map_err(|e| e.to_string())?;
+    ensure(
+        payload["message"]["formatted"]
+            .as_str()
+            .is_some_and(|m| m.contains("deliberate failure")),
+        format!("event message: {payload}"),
+    )?;
+    ensure(
+        payload["tags"]["request_id"] == marker.as_str(),
+        "request id tag",
+    )
+}
+
 fn production_health_passes(rt: &Runtime) -> Result<(), Failed> {
     let r = call(rt, "GET", "/health", &[])?;
     ensure(r.status == 200, format!("status {} {}", r.status, r.body))?;
@@ -815,7 +885,20 @@ fn main() {
                     // Cases of one profile run one at a time on one shared instance.
                     let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     let rt = guard.get_or_insert_with(|| {
-                        Runtime::start(kind, vars, probe, Duration::from_secs(240))
+                        let mut vars: Vec<(String, String)> = vars
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect();
+                        if probe {
+                            let port = sentry().map_err(|e| format!("{e:?}"))?.port;
+                            vars.push((
+                                "SENTRY_DSN".into(),
+                                format!("http://e2esentrykey@127.0.0.1:{port}/7"),
+                            ));
+                        }
+                        let vars: Vec<(&str, &str)> =
+                            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                        Runtime::start(kind, &vars, probe, Duration::from_secs(240))
                     });
                     match rt {
                         Ok(rt) => run(rt),

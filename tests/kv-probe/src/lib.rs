@@ -1,5 +1,6 @@
 //! Test-only probe of the key-value port: `GET|PUT|DELETE /__kv/value?key=K[&expires_in_ms=N]`
-//! and `POST /__kv/incr?key=K&delta=N`. Contract violations answer 422 so the suite can tell
+//! and `POST /__kv/incr?key=K&delta=N`; `GET /__kv/fail` answers an unexpected error (500), so
+//! the suite can check error reporting. Contract violations answer 422 so the suite can tell
 //! them from outages (503). Built and served only by the e2e suite, never deployed.
 
 use edge_core::ports::{KeyValue, PortError};
@@ -39,6 +40,12 @@ impl Function for KvProbe {
     const RATE_LIMITED: bool = false;
 
     async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error> {
+        if req.uri().path() == "/__kv/fail" {
+            // An unexpected error on purpose: the suite checks it reaches (a fake) Sentry.
+            return Err(Error::Unexpected {
+                cause: "kv-probe: deliberate failure for the error-reporting test".into(),
+            });
+        }
         let key = query(&req, "key").ok_or(Error::bad_request("missing_key", "key= required"))?;
         let kv = ctx.platform.kv();
         match (req.method().clone(), req.uri().path()) {
