@@ -18,29 +18,11 @@ impl Function for Health {
     }
 }
 
-/// Spin entry point (`wasm32-wasip2`, feature `spin`).
 #[cfg(feature = "spin")]
-#[allow(unsafe_code)] // the export macro generates the component ABI glue
-mod spin_entry {
-    #[spin_sdk::http_component]
-    async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-        edge_spin::serve::<super::Health>(req).await
-    }
-}
+edge_spin::export!(Health);
 
-/// Cloudflare Workers entry point (`wasm32-unknown-unknown`, feature `cloudflare`).
 #[cfg(feature = "cloudflare")]
-#[allow(unsafe_code)] // the export macro generates the wasm-bindgen glue
-mod worker_entry {
-    #[worker::event(fetch)]
-    async fn fetch(
-        req: worker::Request,
-        env: worker::Env,
-        _ctx: worker::Context,
-    ) -> worker::Result<worker::Response> {
-        edge_worker::serve::<super::Health>(req, env).await
-    }
-}
+edge_worker::export!(Health);
 
 #[cfg(test)]
 mod tests {

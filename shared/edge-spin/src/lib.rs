@@ -31,3 +31,22 @@ pub async fn serve<F: Function>(req: http::Request<Vec<u8>>) -> http::Response<V
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, body.to_vec())
 }
+
+/// Exports function `$function` as this component's HTTP handler:
+/// `#[cfg(feature = "spin")] edge_spin::export!(Health);` in the function crate, which must
+/// depend on `spin-sdk` and `http` itself (the handler macro expands there).
+#[macro_export]
+macro_rules! export {
+    ($function:ident) => {
+        /// Spin entry point (`wasm32-wasip2`): every request goes to `edge_spin::serve`.
+        #[allow(unsafe_code)] // the export macro generates the component ABI glue
+        mod spin_entry {
+            #[::spin_sdk::http_component]
+            async fn handle(
+                req: ::http::Request<::std::vec::Vec<u8>>,
+            ) -> ::http::Response<::std::vec::Vec<u8>> {
+                ::edge_spin::serve::<super::$function>(req).await
+            }
+        }
+    };
+}

@@ -66,3 +66,25 @@ fn from_http_response(resp: edge_core::Response) -> worker::Result<worker::Respo
         .with_status(parts.status.as_u16())
         .with_headers(worker::Headers::from(&parts.headers)))
 }
+
+/// Exports function `$function` as this Worker's fetch handler:
+/// `#[cfg(feature = "cloudflare")] edge_worker::export!(Health);` in the function crate, which
+/// must depend on `worker` itself (the event macro expands there).
+#[macro_export]
+macro_rules! export {
+    ($function:ident) => {
+        /// Workers entry point (`wasm32-unknown-unknown`): every request goes to
+        /// `edge_worker::serve`.
+        #[allow(unsafe_code)] // the export macro generates the wasm-bindgen glue
+        mod worker_entry {
+            #[::worker::event(fetch)]
+            async fn fetch(
+                req: ::worker::Request,
+                env: ::worker::Env,
+                _ctx: ::worker::Context,
+            ) -> ::worker::Result<::worker::Response> {
+                ::edge_worker::serve::<super::$function>(req, env).await
+            }
+        }
+    };
+}

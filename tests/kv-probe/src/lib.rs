@@ -90,29 +90,11 @@ impl Function for KvProbe {
     }
 }
 
-/// Spin entry point.
 #[cfg(feature = "spin")]
-#[allow(unsafe_code)] // the export macro generates the component ABI glue
-mod spin_entry {
-    #[spin_sdk::http_component]
-    async fn handle(req: http::Request<Vec<u8>>) -> http::Response<Vec<u8>> {
-        edge_spin::serve::<super::KvProbe>(req).await
-    }
-}
+edge_spin::export!(KvProbe);
 
-/// Workers entry point.
 #[cfg(feature = "cloudflare")]
-#[allow(unsafe_code)] // the export macro generates the wasm-bindgen glue
-mod worker_entry {
-    #[worker::event(fetch)]
-    async fn fetch(
-        req: worker::Request,
-        env: worker::Env,
-        _ctx: worker::Context,
-    ) -> worker::Result<worker::Response> {
-        edge_worker::serve::<super::KvProbe>(req, env).await
-    }
-}
+edge_worker::export!(KvProbe);
 
 #[cfg(test)]
 mod tests {
