@@ -810,7 +810,14 @@ fn debug_routes_404_in_production(rt: &Runtime) -> Result<(), Failed> {
     ensure(
         debug.header("content-type") == "application/json",
         "same content type as an unknown route",
-    )
+    )?;
+    for (name, want) in SECURITY_HEADERS {
+        ensure(
+            debug.header(name) == *want,
+            format!("404 {name}: {:?}", debug.header(name)),
+        )?;
+    }
+    Ok(())
 }
 
 fn untrusted_host_gets_400(rt: &Runtime) -> Result<(), Failed> {
