@@ -141,16 +141,26 @@ const PROFILES: &[Profile] = &[
                 debug_routes_404_in_production,
             ),
             ("untrusted_host_gets_400", untrusted_host_gets_400),
+            (
+                "validate_deployment_script_passes_a_healthy_deployment",
+                validate_deployment_passes,
+            ),
         ],
     },
     Profile {
         name: "misconfigured",
         probe: false,
         vars: &[("ENVIRONMENT", "production"), ("DEBUG", "true")],
-        cases: &[(
-            "production_misconfiguration_answers_503_and_logs_the_key",
-            misconfigured_answers_503,
-        )],
+        cases: &[
+            (
+                "production_misconfiguration_answers_503_and_logs_the_key",
+                misconfigured_answers_503,
+            ),
+            (
+                "validate_deployment_script_fails_a_misconfigured_deployment",
+                validate_deployment_fails,
+            ),
+        ],
     },
 ];
 
@@ -824,6 +834,40 @@ fn untrusted_host_gets_400(rt: &Runtime) -> Result<(), Failed> {
     let r = call(rt, "GET", "/health", &[("host", "evil.example")])?;
     ensure(r.status == 400, format!("status {} {}", r.status, r.body))?;
     ensure(r.json()?["error"]["code"] == "invalid_host", "error code")
+}
+
+/// Runs `scripts/validate-deployment` against the instance; returns (exit ok, output).
+fn validate_deployment(rt: &Runtime) -> Result<(bool, String), Failed> {
+    let out = std::process::Command::new(e2e::repo_root().join("scripts/validate-deployment"))
+        .args([rt.base.as_str(), "--production"])
+        .output()
+        .map_err(|e| format!("run scripts/validate-deployment: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    Ok((out.status.success(), text))
+}
+
+fn validate_deployment_passes(rt: &Runtime) -> Result<(), Failed> {
+    let (ok, text) = validate_deployment(rt)?;
+    ensure(
+        ok && !text.contains("FAIL"),
+        format!("validate-deployment failed:\n{text}"),
+    )?;
+    ensure(
+        text.contains(" 0 failed"),
+        format!("no summary line:\n{text}"),
+    )
+}
+
+fn validate_deployment_fails(rt: &Runtime) -> Result<(), Failed> {
+    let (ok, text) = validate_deployment(rt)?;
+    ensure(
+        !ok,
+        format!("validate-deployment passed a broken deployment:\n{text}"),
+    )?;
+    ensure(
+        text.contains("FAIL  GET /health answers 200"),
+        format!("the failing check is not named:\n{text}"),
+    )
 }
 
 fn misconfigured_answers_503(rt: &Runtime) -> Result<(), Failed> {
