@@ -178,8 +178,10 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Marks a message replied (received/processing → replied). With a claim token, only the
-/// holder may do it (409 otherwise). Replying twice is a no-op (`changed: false`).
+/// Marks a message replied (received/processing → replied). A `processing` message needs
+/// the claim token of its holder, and a token must hold the message (409 otherwise); a
+/// `received` message may be replied to without one. Replying twice is a no-op
+/// (`changed: false`).
 /// Optionally stores the reply as an outbound message in the same transaction.
 pub async fn mark_replied(
     db: &mut Client,
@@ -207,14 +209,24 @@ pub async fn mark_replied(
     if state == "failed" {
         return Err(ApiError::Conflict("message is marked failed".into()));
     }
-    if let Some(token) = claim_token {
-        let held = holder
-            .as_deref()
-            .is_some_and(|h| proxy_auth::constant_time_eq(h.as_bytes(), token.as_bytes()));
-        if state != "processing" || !held {
+    // While a worker holds the message, only that worker may mark it replied: a reply
+    // without the token would let a second worker's answer through ("never sent twice").
+    match (claim_token, state.as_str()) {
+        (None, "processing") => {
             return Err(ApiError::Conflict(
-                "claim_token does not hold this message".into(),
-            ));
+                "message is being processed; claim_token is required".into(),
+            ))
+        }
+        (None, _) => {}
+        (Some(token), _) => {
+            let held = holder
+                .as_deref()
+                .is_some_and(|h| proxy_auth::constant_time_eq(h.as_bytes(), token.as_bytes()));
+            if state != "processing" || !held {
+                return Err(ApiError::Conflict(
+                    "claim_token does not hold this message".into(),
+                ));
+            }
         }
     }
     tx.execute(

@@ -353,3 +353,61 @@ async fn invalid_message_bodies_are_400_and_wrong_content_type_is_415() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn a_reply_to_a_message_being_processed_needs_the_claim_token() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/messages",
+        Some(message("3EB0LEASE", JID, "oi", unix_now())),
+    )
+    .await;
+    let (_, claim) = app
+        .call(
+            "POST",
+            "/v1/messages/claim",
+            Some(json!({"provider_message_id": "3EB0LEASE"})),
+        )
+        .await;
+    assert_eq!(claim["claimed"], true);
+    // Another worker (or a bug) tries to record a reply without holding the lease.
+    let (status, body) = app
+        .call(
+            "POST",
+            "/v1/messages/reply",
+            Some(json!({
+                "provider_message_id": "3EB0LEASE",
+                "reply": {"body": "a second answer"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(error_code(&body), "conflict");
+    // Nothing changed: still processing, no outbound message stored.
+    let db = app.db.connect().await;
+    let row = db
+        .query_one(
+            "SELECT state, (SELECT count(*) FROM messages WHERE direction = 'outbound')
+               FROM messages WHERE provider_message_id = '3EB0LEASE'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "processing");
+    assert_eq!(row.get::<_, i64>(1), 0);
+    // The holder replies with its token.
+    let (status, done) = app
+        .call(
+            "POST",
+            "/v1/messages/reply",
+            Some(json!({
+                "provider_message_id": "3EB0LEASE",
+                "claim_token": claim["claim_token"],
+                "reply": {"body": "the one answer"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(done, json!({"changed": true, "state": "replied"}));
+}
