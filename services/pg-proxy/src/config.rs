@@ -129,6 +129,32 @@ impl Default for PoolSettings {
     }
 }
 
+/// Deadlines that bound how long a client may hold a connection without sending a
+/// complete request (see README "Slow clients").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// From accepting a connection, or from the first byte of a later request on a kept-alive
+    /// connection, until the request head (line and headers) is complete
+    /// (PROXY_HEADER_READ_TIMEOUT_SECS, default 10).
+    pub header_read: Duration,
+    /// How long a kept-alive connection may sit idle between a response and the first byte of
+    /// the next request (PROXY_KEEPALIVE_IDLE_SECS, default 30).
+    pub keepalive_idle: Duration,
+    /// From the end of the head until the whole body has arrived, checked before the
+    /// signature (PROXY_BODY_READ_TIMEOUT_SECS, default 10).
+    pub body_read: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            keepalive_idle: Duration::from_secs(30),
+            body_read: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -150,6 +176,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Largest accepted request body in bytes (PROXY_MAX_BODY_BYTES, default 65536).
     pub max_body_bytes: usize,
+    /// Slow-client deadlines.
+    pub http_timeouts: HttpTimeouts,
 }
 
 /// Reads variables through a lookup function so tests need not touch the process environment.
@@ -318,6 +346,30 @@ impl ServeConfig {
             1024 * 1024,
             &mut errs,
         );
+        let d = HttpTimeouts::default();
+        let http_timeouts = HttpTimeouts {
+            header_read: parse_seconds(
+                env,
+                "PROXY_HEADER_READ_TIMEOUT_SECS",
+                d.header_read,
+                false,
+                &mut errs,
+            ),
+            keepalive_idle: parse_seconds(
+                env,
+                "PROXY_KEEPALIVE_IDLE_SECS",
+                d.keepalive_idle,
+                false,
+                &mut errs,
+            ),
+            body_read: parse_seconds(
+                env,
+                "PROXY_BODY_READ_TIMEOUT_SECS",
+                d.body_read,
+                false,
+                &mut errs,
+            ),
+        };
         match (database_url, hmac_key) {
             (Some(database_url), Some(hmac_key)) if errs.is_empty() => Ok(Self {
                 port,
@@ -329,6 +381,7 @@ impl ServeConfig {
                 max_connections,
                 shutdown_grace,
                 max_body_bytes,
+                http_timeouts,
             }),
             _ => Err(ConfigErrors(errs)),
         }
@@ -365,6 +418,40 @@ mod tests {
         assert_eq!(cfg.pool.max_size, 20);
         assert_eq!(cfg.pool.max_overflow, 40);
         assert_eq!(cfg.pool.timeout, Duration::from_secs(30));
+        assert_eq!(cfg.http_timeouts.header_read, Duration::from_secs(10));
+        assert_eq!(cfg.http_timeouts.keepalive_idle, Duration::from_secs(30));
+        assert_eq!(cfg.http_timeouts.body_read, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn slow_client_timeouts_are_configurable_and_zero_is_refused() {
+        let k = key_hex();
+        let cfg = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &k),
+            ("PROXY_HEADER_READ_TIMEOUT_SECS", "2.5"),
+            ("PROXY_KEEPALIVE_IDLE_SECS", "75"),
+            ("PROXY_BODY_READ_TIMEOUT_SECS", "4"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.http_timeouts.header_read, Duration::from_millis(2500));
+        assert_eq!(cfg.http_timeouts.keepalive_idle, Duration::from_secs(75));
+        assert_eq!(cfg.http_timeouts.body_read, Duration::from_secs(4));
+        let err = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", URL),
+            ("PROXY_HMAC_KEY", &k),
+            ("PROXY_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("PROXY_KEEPALIVE_IDLE_SECS", "never"),
+        ]))
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "PROXY_HEADER_READ_TIMEOUT_SECS",
+                "PROXY_KEEPALIVE_IDLE_SECS"
+            ]
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 409: the request conflicts with the current state. The message is shown.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body did not arrive within PROXY_BODY_READ_TIMEOUT_SECS. The connection is
+    /// closed after the response.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// 413: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -56,6 +60,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -126,13 +131,21 @@ impl IntoResponse for ApiError {
             "error": { "code": code, "message": message, "request_id": &*request_id }
         });
         let mut response = (status, axum::Json(body)).into_response();
-        if let ApiError::Unavailable {
-            retry_after_secs, ..
-        } = self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // The rest of a late body may still be on its way: do not keep the connection.
+            ApiError::RequestTimeout => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

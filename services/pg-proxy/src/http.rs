@@ -47,6 +47,8 @@ pub struct AppState {
     pub previous_key: Option<Arc<SigningKey>>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Deadline for the whole body to arrive (PROXY_BODY_READ_TIMEOUT_SECS).
+    pub body_read_timeout: Duration,
 }
 
 /// Allowed signature clock skew, seconds (either way).
@@ -152,9 +154,14 @@ async fn require_signature(
             return Err(ApiError::PayloadTooLarge);
         }
     }
-    let bytes = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)?;
+    // Before the signature check, so the deadline also binds callers without a key.
+    let bytes = tokio::time::timeout(
+        state.body_read_timeout,
+        axum::body::to_bytes(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout)?
+    .map_err(|_| ApiError::PayloadTooLarge)?;
     let path = parts
         .uri
         .path_and_query()

@@ -11,4 +11,5 @@ mod messages;
 mod migrations;
 mod pool;
 mod shutdown;
+mod slow_clients;
 mod users_audit_sessions;
