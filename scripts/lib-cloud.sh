@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # The one layer through which delivery scripts call the cloud CLIs (wrangler, railway, spin).
 # Source it after lib.sh; do not run it.
 #
@@ -68,3 +69,15 @@ cloud_secret_stdin() {
   printf '+ %s <<< stdin: %s\n' "$(cloud_line "$tool" "$@")" "$names" >&2
   "$(cloud_bin "$tool")" "$@"
 }
+
+# Executed rather than sourced (`scripts/lib-cloud.sh cloud_secret_stdin NAMES wrangler ...`):
+# the same layer for scripts written in other languages (scripts/setup-secrets).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+  die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+  case "${1:-}" in
+    cloud|cloud_query|cloud_secret_stdin) "$@" ;;
+    *) die "usage: scripts/lib-cloud.sh cloud|cloud_query|cloud_secret_stdin ARGS..." ;;
+  esac
+fi
