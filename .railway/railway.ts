@@ -35,6 +35,9 @@ export default defineRailway((ctx) => {
       // Shared with the edge functions (which sign with it), so it is set once by
       // scripts/setup-secrets and kept here as whatever value the environment holds.
       PROXY_HMAC_KEY: preserve(),
+      // Signature audience: not set here, so the proxy uses the RAILWAY_PUBLIC_DOMAIN that
+      // Railway injects. With a custom domain, set PROXY_AUDIENCE to it in the dashboard (the
+      // edge signs for the host of its PROXY_URL).
       DB_POOL_MIN_SIZE: "5",
       DB_POOL_MAX_SIZE: "20",
       // 2 replicas x (20 + 25) = 90 connections at the very most, under Postgres's default

@@ -240,7 +240,25 @@ async fn run_proxy(
                     Vec::new(),
                 ),
             };
-            let signed = proxy_auth::sign(&key, method, &path, now(), &rid, &body).unwrap();
+            let nonce = {
+                use rand_core::RngCore;
+                let mut b = [0u8; 16];
+                rand_core::OsRng.fill_bytes(&mut b);
+                proxy_auth::nonce_hex(&b).unwrap()
+            };
+            let signed = proxy_auth::sign_v2(
+                &key,
+                &proxy_auth::Call {
+                    method,
+                    path_and_query: &path,
+                    audience: "127.0.0.1",
+                    timestamp: now(),
+                    nonce: &nonce,
+                    request_id: &rid,
+                    body: &body,
+                },
+            )
+            .unwrap();
             let mut rb = client.request(method.parse().unwrap(), format!("{base}{path}"));
             for (n, v) in signed.pairs() {
                 rb = rb.header(n, v);

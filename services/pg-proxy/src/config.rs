@@ -178,6 +178,12 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Slow-client deadlines.
     pub http_timeouts: HttpTimeouts,
+    /// This deployment's signature audience (PROXY_AUDIENCE, else RAILWAY_PUBLIC_DOMAIN):
+    /// V2 signatures made for another deployment do not verify here.
+    pub audience: String,
+    /// Whether V1 signatures are still accepted (PROXY_ACCEPT_V1, default true during the
+    /// rotation to V2).
+    pub accept_v1: bool,
 }
 
 /// Reads variables through a lookup function so tests need not touch the process environment.
@@ -251,6 +257,52 @@ fn parse_seconds(
             default
         }
     }
+}
+
+fn parse_bool(
+    env: &dyn Lookup,
+    name: &'static str,
+    default: bool,
+    errs: &mut Vec<ConfigError>,
+) -> bool {
+    match present(env, name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => default,
+        Some(v) if v == "true" || v == "1" => true,
+        Some(v) if v == "false" || v == "0" => false,
+        Some(_) => {
+            errs.push(ConfigError::new(name, "must be true or false"));
+            default
+        }
+    }
+}
+
+/// The signature audience: PROXY_AUDIENCE, else the public domain Railway injects. Lower
+/// case, no scheme, no port (see `proxy_auth::is_valid_audience`). Required: without it a
+/// signature made for another deployment sharing the key would verify here.
+fn audience(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> String {
+    let (name, value) = match (
+        present(env, "PROXY_AUDIENCE"),
+        present(env, "RAILWAY_PUBLIC_DOMAIN"),
+    ) {
+        (Some(v), _) => ("PROXY_AUDIENCE", v),
+        (None, Some(v)) => ("RAILWAY_PUBLIC_DOMAIN", v),
+        (None, None) => {
+            errs.push(ConfigError::new(
+                "PROXY_AUDIENCE",
+                "is required but not set (the proxy's public host name as the edge signs it, \
+                 e.g. proxy.example.com; RAILWAY_PUBLIC_DOMAIN is used when set)",
+            ));
+            return String::new();
+        }
+    };
+    let value = value.trim().to_ascii_lowercase();
+    if !proxy_auth::is_valid_audience(&value) {
+        errs.push(ConfigError::new(
+            name,
+            "must be a host name without scheme, port or path, e.g. proxy.example.com",
+        ));
+    }
+    value
 }
 
 /// DATABASE_URL alone (for `migrate`, `create-user`, `set-password`).
@@ -370,6 +422,8 @@ impl ServeConfig {
                 &mut errs,
             ),
         };
+        let audience = audience(env, &mut errs);
+        let accept_v1 = parse_bool(env, "PROXY_ACCEPT_V1", true, &mut errs);
         match (database_url, hmac_key) {
             (Some(database_url), Some(hmac_key)) if errs.is_empty() => Ok(Self {
                 port,
@@ -382,6 +436,8 @@ impl ServeConfig {
                 shutdown_grace,
                 max_body_bytes,
                 http_timeouts,
+                audience,
+                accept_v1,
             }),
             _ => Err(ConfigErrors(errs)),
         }
@@ -395,11 +451,13 @@ mod tests {
 
     const URL: &str = "postgres://app:s3cret-pw@db.internal:5432/app";
 
+    /// The given variables, plus PROXY_AUDIENCE unless a test sets or clears it ("").
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut map: HashMap<String, String> = HashMap::from([(
+            "PROXY_AUDIENCE".to_string(),
+            "proxy.example.com".to_string(),
+        )]);
+        map.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         move |name: &str| map.get(name).cloned()
     }
 
@@ -535,6 +593,51 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(cfg.pool.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_audience_is_required_and_falls_back_to_the_railway_public_domain() {
+        let k = key_hex();
+        let base = [("DATABASE_URL", URL), ("PROXY_HMAC_KEY", k.as_str())];
+        let err =
+            ServeConfig::from_env(&env(&[base[0], base[1], ("PROXY_AUDIENCE", "")])).unwrap_err();
+        assert_eq!(err.0[0].name, "PROXY_AUDIENCE");
+        let cfg = ServeConfig::from_env(&env(&[
+            base[0],
+            base[1],
+            ("PROXY_AUDIENCE", ""),
+            (
+                "RAILWAY_PUBLIC_DOMAIN",
+                "pg-proxy-production.up.railway.app",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.audience, "pg-proxy-production.up.railway.app");
+        let cfg = ServeConfig::from_env(&env(&[
+            base[0],
+            base[1],
+            ("PROXY_AUDIENCE", " Proxy.Example.COM "),
+            ("RAILWAY_PUBLIC_DOMAIN", "other.up.railway.app"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.audience, "proxy.example.com");
+        for bad in ["https://proxy.example.com", "proxy.example.com:443", "a b"] {
+            let err = ServeConfig::from_env(&env(&[base[0], base[1], ("PROXY_AUDIENCE", bad)]))
+                .unwrap_err();
+            assert_eq!(err.0[0].name, "PROXY_AUDIENCE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn v1_signatures_are_accepted_until_switched_off() {
+        let k = key_hex();
+        let base = [("DATABASE_URL", URL), ("PROXY_HMAC_KEY", k.as_str())];
+        assert!(ServeConfig::from_env(&env(&base)).unwrap().accept_v1);
+        let off = ServeConfig::from_env(&env(&[base[0], base[1], ("PROXY_ACCEPT_V1", "false")]));
+        assert!(!off.unwrap().accept_v1);
+        let err = ServeConfig::from_env(&env(&[base[0], base[1], ("PROXY_ACCEPT_V1", "maybe")]))
+            .unwrap_err();
+        assert_eq!(err.0[0].name, "PROXY_ACCEPT_V1");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use proxy_auth::{Keys, SignatureHeaders, SigningKey, Verified};
+use proxy_auth::{Expect, Keys, SignatureHeaders, SigningKey, Verified, Version};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -49,6 +49,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Deadline for the whole body to arrive (PROXY_BODY_READ_TIMEOUT_SECS).
     pub body_read_timeout: Duration,
+    /// This deployment's signature audience (PROXY_AUDIENCE).
+    pub audience: Arc<str>,
+    /// Whether V1 signatures are still accepted (PROXY_ACCEPT_V1).
+    pub accept_v1: bool,
 }
 
 /// Allowed signature clock skew, seconds (either way).
@@ -136,8 +140,9 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Verifies the HMAC signature over method, path+query, timestamp, request id and body,
-/// then records the request id in the shared replay cache. Rejections are 401.
+/// Verifies the HMAC signature (V2: method, audience, path+query, timestamp, nonce, request
+/// id, body; V1 while accepted), then records the nonce in the shared replay cache.
+/// Rejections are 401.
 async fn require_signature(
     State(state): State<AppState>,
     req: Request,
@@ -169,6 +174,7 @@ async fn require_signature(
         .unwrap_or("/");
     let headers = SignatureHeaders {
         timestamp: header_str(&parts.headers, proxy_auth::HEADER_TIMESTAMP),
+        nonce: header_str(&parts.headers, proxy_auth::HEADER_NONCE),
         request_id: header_str(&parts.headers, proxy_auth::HEADER_REQUEST_ID),
         signature: header_str(&parts.headers, proxy_auth::HEADER_SIGNATURE),
     };
@@ -176,21 +182,35 @@ async fn require_signature(
         current: &state.key,
         previous: state.previous_key.as_deref(),
     };
-    let verified = proxy_auth::verify(
+    let expect = Expect {
+        audience: &state.audience,
+        accept_v1: state.accept_v1,
+        window_secs: SIGNATURE_WINDOW_SECS,
+    };
+    let verified = proxy_auth::verify_request(
         &keys,
+        &expect,
         parts.method.as_str(),
         path,
         &headers,
         &bytes,
         unix_now(),
-        SIGNATURE_WINDOW_SECS,
     )
     .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     {
         let db = state.pool.inner().get().await?;
-        if !store::remember_request_id(&db, &verified.request_id).await? {
-            return Err(ApiError::Unauthorized("request id already used".into()));
+        if !store::remember_nonce(&db, verified.replay_key()).await? {
+            return Err(ApiError::Unauthorized("nonce already used".into()));
         }
+    }
+    if verified.version == Version::V1 {
+        // One line per V1 request, so the rotation's progress is visible and
+        // PROXY_ACCEPT_V1=false can be set once they stop.
+        tracing::warn!(
+            event = "signature_v1",
+            request_id = %verified.request_id,
+            "request signed with format v1; move the caller to v2"
+        );
     }
     if verified.key == proxy_auth::KeySlot::Previous {
         tracing::info!(request_id = %verified.request_id, "request signed with the previous key");

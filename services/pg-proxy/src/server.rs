@@ -340,6 +340,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
         previous_key: cfg.hmac_key_previous.clone().map(Arc::new),
         max_body_bytes: cfg.max_body_bytes,
         body_read_timeout: cfg.http_timeouts.body_read,
+        audience: Arc::from(cfg.audience.as_str()),
+        accept_v1: cfg.accept_v1,
     };
     let app = router(state);
     let listener = TcpListener::bind(SocketAddr::new(cfg.bind, cfg.port)).await?;

@@ -494,14 +494,15 @@ pub async fn list_audit(db: &Client, from: i64, to: i64, limit: i64) -> ApiResul
         .collect())
 }
 
-/// Records a signed request id; false if it was already seen (a replay).
-pub async fn remember_request_id(db: &Client, request_id: &str) -> ApiResult<bool> {
+/// Records a signature nonce (V2 nonce, V1 request id); false if it was already seen (a
+/// replay).
+pub async fn remember_nonce(db: &Client, nonce: &str) -> ApiResult<bool> {
     let stmt = db
         .prepare_cached(
             "INSERT INTO request_nonces (request_id) VALUES ($1) ON CONFLICT DO NOTHING",
         )
         .await?;
-    Ok(db.execute(&stmt, &[&request_id]).await? == 1)
+    Ok(db.execute(&stmt, &[&nonce]).await? == 1)
 }
 
 /// Deletes replay-cache rows older than `keep_secs` and expired revocations.

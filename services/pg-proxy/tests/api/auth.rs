@@ -1,9 +1,36 @@
-//! Signature checks: missing, malformed, wrong key, expired, tampered, replayed, rotated.
+//! Signature checks: missing, malformed, wrong key, wrong audience, expired, tampered,
+//! replayed, rotated; V2 (nonce + audience) and V1 during the rotation.
 
 use proxy_auth::SigningKey;
 use serde_json::json;
 
-use crate::helpers::{error_code, new_request_id, unix_now, Opts, TestApp, OLD_KEY_HEX};
+use crate::helpers::{
+    error_code, new_nonce, new_request_id, unix_now, Opts, TestApp, AUDIENCE, OLD_KEY_HEX,
+};
+
+fn v2_headers(
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    ts: i64,
+    nonce: &str,
+    rid: &str,
+    body: &[u8],
+) -> proxy_auth::SignedHeaders {
+    proxy_auth::sign_v2(
+        key,
+        &proxy_auth::Call {
+            method,
+            path_and_query: path,
+            audience: AUDIENCE,
+            timestamp: ts,
+            nonce,
+            request_id: rid,
+            body,
+        },
+    )
+    .unwrap()
+}
 
 #[tokio::test]
 async fn an_unsigned_request_gets_401_in_the_error_shape() {
@@ -63,20 +90,21 @@ async fn a_signature_made_with_another_key_is_rejected() {
 async fn malformed_signature_headers_are_rejected() {
     let app = TestApp::spawn().await;
     let cases = [
-        ("x-proxy-signature", "v1=not-hex"),
+        ("x-proxy-signature", "v2=not-hex"),
         ("x-proxy-timestamp", "yesterday"),
         ("x-proxy-request-id", "has spaces"),
+        ("x-proxy-nonce", "short"),
     ];
     for (name, value) in cases {
-        let signed = proxy_auth::sign(
+        let signed = v2_headers(
             &app.key,
             "GET",
             "/v1/ping",
             unix_now(),
+            &new_nonce(),
             &new_request_id(),
             b"",
-        )
-        .unwrap();
+        );
         let mut rb = app.client.get(app.url("/v1/ping"));
         for (n, v) in signed.pairs() {
             rb = rb.header(n, if n == name { value } else { v });
@@ -135,25 +163,30 @@ async fn expired_and_future_timestamps_are_rejected() {
 }
 
 #[tokio::test]
-async fn a_replayed_request_id_is_rejected_even_with_a_fresh_signature() {
+async fn a_replayed_nonce_is_rejected_even_with_a_fresh_signature() {
     let app = TestApp::spawn().await;
-    let rid = new_request_id();
+    let nonce = new_nonce();
     let body = json!({"action": "test.replay"});
-    let first = app
-        .signed_with(&app.key, "POST", "/v1/audit", Some(&body), unix_now(), &rid)
+    let send = |ts: i64, rid: String| {
+        app.signed_v2(
+            &app.key,
+            AUDIENCE,
+            "POST",
+            "/v1/audit",
+            Some(&body),
+            ts,
+            &nonce,
+            &rid,
+        )
         .send()
-        .await
-        .unwrap();
+    };
+    let first = send(unix_now(), new_request_id()).await.unwrap();
     assert_eq!(first.status(), 201);
-    // Exact replay of the same bytes.
-    let replay = app
-        .signed_with(&app.key, "POST", "/v1/audit", Some(&body), unix_now(), &rid)
-        .send()
-        .await
-        .unwrap();
+    // Same nonce, freshly signed (new timestamp, new correlation id): refused.
+    let replay = send(unix_now() + 1, new_request_id()).await.unwrap();
     assert_eq!(replay.status(), 401);
     let err: serde_json::Value = replay.json().await.unwrap();
-    assert_eq!(err["error"]["message"], "request id already used");
+    assert_eq!(err["error"]["message"], "nonce already used");
     // Only one event was written.
     let db = app.db.connect().await;
     let n: i64 = db
@@ -165,25 +198,121 @@ async fn a_replayed_request_id_is_rejected_even_with_a_fresh_signature() {
 }
 
 #[tokio::test]
+async fn one_request_id_may_be_shared_by_several_calls_with_fresh_nonces() {
+    // Issue 13 item 10: the edge's inbound X-Request-ID is the correlation id of every proxy
+    // call it makes for that request; only the nonce must be new.
+    let app = TestApp::spawn().await;
+    let rid = "edge-inbound-42";
+    for action in ["login.failure", "login.success", "session.created"] {
+        let resp = app
+            .signed_with(
+                &app.key,
+                "POST",
+                "/v1/audit",
+                Some(&json!({"action": action})),
+                unix_now(),
+                rid,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{action}");
+        assert_eq!(resp.headers()["x-proxy-request-id"], rid);
+    }
+    let db = app.db.connect().await;
+    let n: i64 = db
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE request_id = $1",
+            &[&rid],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+}
+
+#[tokio::test]
+async fn a_signature_for_another_audience_is_rejected() {
+    // Staging and production sharing a key: a request signed for one fails on the other.
+    let app = TestApp::spawn().await;
+    let resp = app
+        .signed_v2(
+            &app.key,
+            "proxy-staging.test",
+            "GET",
+            "/v1/ping",
+            None,
+            unix_now(),
+            &new_nonce(),
+            &new_request_id(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "signature does not match");
+}
+
+#[tokio::test]
+async fn v1_is_accepted_during_the_rotation_with_the_request_id_as_nonce() {
+    let app = TestApp::spawn().await;
+    let rid = new_request_id();
+    let resp = app
+        .signed_v1("GET", "/v1/ping", None, &rid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let replay = app
+        .signed_v1("GET", "/v1/ping", None, &rid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+}
+
+#[tokio::test]
+async fn v1_is_refused_once_proxy_accept_v1_is_false() {
+    let app = TestApp::spawn_with(Opts::default().set("PROXY_ACCEPT_V1", "false")).await;
+    let resp = app
+        .signed_v1("GET", "/v1/ping", None, &new_request_id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "signature version v1 is no longer accepted; sign with v2"
+    );
+    assert_eq!(app.call("GET", "/v1/ping", None).await.0, 200);
+}
+
+#[tokio::test]
 async fn the_replay_cache_is_shared_by_two_replicas_on_one_database() {
     let app = TestApp::spawn().await;
     // A second replica on the same database.
     let cfg = crate::helpers::serve_config(&app.db, &Opts::default());
     let replica = pg_proxy::server::start(cfg).await.unwrap();
-    let rid = new_request_id();
-    let ts = unix_now();
-    let first = app
-        .signed_with(&app.key, "GET", "/v1/ping", None, ts, &rid)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), 200);
-    let signed = proxy_auth::sign(&app.key, "GET", "/v1/ping", ts, &rid, b"").unwrap();
-    let mut rb = app.client.get(format!("http://{}/v1/ping", replica.addr));
-    for (n, v) in signed.pairs() {
-        rb = rb.header(n, v);
+    let (rid, nonce, ts) = (new_request_id(), new_nonce(), unix_now());
+    let body = json!({"action": "test.replica"});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let signed = v2_headers(&app.key, "POST", "/v1/audit", ts, &nonce, &rid, &bytes);
+    for (base, expected) in [
+        (app.url(""), 201),
+        (format!("http://{}", replica.addr), 401),
+    ] {
+        let mut rb = app
+            .client
+            .post(format!("{base}/v1/audit"))
+            .header("content-type", "application/json")
+            .body(bytes.clone());
+        for (n, v) in signed.pairs() {
+            rb = rb.header(n, v);
+        }
+        assert_eq!(rb.send().await.unwrap().status(), expected, "{base}");
     }
-    assert_eq!(rb.send().await.unwrap().status(), 401);
     replica.shutdown().await.unwrap();
 }
 
@@ -192,15 +321,15 @@ async fn a_tampered_body_or_path_breaks_the_signature() {
     let app = TestApp::spawn().await;
     let ts = unix_now();
     let rid = new_request_id();
-    let signed = proxy_auth::sign(
+    let signed = v2_headers(
         &app.key,
         "POST",
         "/v1/audit",
         ts,
+        &new_nonce(),
         &rid,
         br#"{"action":"a"}"#,
-    )
-    .unwrap();
+    );
     let mut rb = app
         .client
         .post(app.url("/v1/audit"))
@@ -210,7 +339,15 @@ async fn a_tampered_body_or_path_breaks_the_signature() {
         rb = rb.header(n, v);
     }
     assert_eq!(rb.send().await.unwrap().status(), 401);
-    let signed = proxy_auth::sign(&app.key, "GET", "/v1/audit?from=1&to=2", ts, &rid, b"").unwrap();
+    let signed = v2_headers(
+        &app.key,
+        "GET",
+        "/v1/audit?from=1&to=2",
+        ts,
+        &new_nonce(),
+        &rid,
+        b"",
+    );
     let mut rb = app.client.get(app.url("/v1/audit?from=1&to=3"));
     for (n, v) in signed.pairs() {
         rb = rb.header(n, v);

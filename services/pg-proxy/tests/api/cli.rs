@@ -12,7 +12,10 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pg-proxy"));
     c.env_remove("DATABASE_URL")
         .env_remove("PROXY_HMAC_KEY")
-        .env_remove("PROXY_HMAC_KEY_PREVIOUS");
+        .env_remove("PROXY_HMAC_KEY_PREVIOUS")
+        .env_remove("PROXY_AUDIENCE")
+        .env_remove("RAILWAY_PUBLIC_DOMAIN")
+        .env_remove("ENVIRONMENT");
     c
 }
 

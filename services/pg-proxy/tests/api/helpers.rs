@@ -102,6 +102,17 @@ pub fn new_request_id() -> String {
     format!("t-{}-{n}-{nanos}", std::process::id())
 }
 
+/// The audience every test server is configured with (PROXY_AUDIENCE).
+pub const AUDIENCE: &str = "proxy.test";
+
+/// A fresh random 128-bit nonce, as the edge makes one per call.
+pub fn new_nonce() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    proxy_auth::nonce_hex(&bytes).unwrap()
+}
+
 pub const KEY_HEX: &str = "4b6579466f7254657374734f6e6c792d4b6579466f7254657374734f6e6c7921";
 pub const OLD_KEY_HEX: &str = "4f6c644b6579466f7254657374734f6e6c792d4f6c644b6579466f7254657374";
 
@@ -146,6 +157,7 @@ pub fn serve_config(db: &TestDb, opts: &Opts) -> ServeConfig {
     let mut env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db.url()),
         ("PROXY_HMAC_KEY", KEY_HEX.into()),
+        ("PROXY_AUDIENCE", AUDIENCE.into()),
         ("PORT", "0".into()),
         ("PROXY_BIND", "127.0.0.1".into()),
     ];
@@ -184,7 +196,7 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// A signed request builder with a fresh request id.
+    /// A V2-signed request builder with a fresh request id and nonce.
     pub fn signed(
         &self,
         method: &str,
@@ -194,6 +206,7 @@ impl TestApp {
         self.signed_with(&self.key, method, path, body, unix_now(), &new_request_id())
     }
 
+    /// A V2-signed request with the given key, timestamp and correlation id (fresh nonce).
     pub fn signed_with(
         &self,
         key: &SigningKey,
@@ -203,15 +216,106 @@ impl TestApp {
         ts: i64,
         request_id: &str,
     ) -> reqwest::RequestBuilder {
+        self.signed_v2(
+            key,
+            AUDIENCE,
+            method,
+            path,
+            body,
+            ts,
+            &new_nonce(),
+            request_id,
+        )
+    }
+
+    /// A V2-signed request with every signed part chosen by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub fn signed_v2(
+        &self,
+        key: &SigningKey,
+        audience: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        ts: i64,
+        nonce: &str,
+        request_id: &str,
+    ) -> reqwest::RequestBuilder {
         let bytes = body
             .map(|b| serde_json::to_vec(b).unwrap())
             .unwrap_or_default();
-        let signed = proxy_auth::sign(key, method, path, ts, request_id, &bytes).unwrap();
+        let signed = proxy_auth::sign_v2(
+            key,
+            &proxy_auth::Call {
+                method,
+                path_and_query: path,
+                audience,
+                timestamp: ts,
+                nonce,
+                request_id,
+                body: &bytes,
+            },
+        )
+        .unwrap();
+        self.with_headers(method, path, bytes, body.is_some(), &signed)
+    }
+
+    /// A V2-signed request whose body is sent as given, under any content type.
+    pub fn signed_raw(
+        &self,
+        method: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> reqwest::RequestBuilder {
+        let (nonce, rid) = (new_nonce(), new_request_id());
+        let signed = proxy_auth::sign_v2(
+            &self.key,
+            &proxy_auth::Call {
+                method,
+                path_and_query: path,
+                audience: AUDIENCE,
+                timestamp: unix_now(),
+                nonce: &nonce,
+                request_id: &rid,
+                body: &bytes,
+            },
+        )
+        .unwrap();
+        self.with_headers(method, path, Vec::new(), false, &signed)
+            .header("content-type", content_type)
+            .body(bytes)
+    }
+
+    /// A V1-signed request (the request id is the nonce).
+    pub fn signed_v1(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        request_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
+        let signed =
+            proxy_auth::sign_v1(&self.key, method, path, unix_now(), request_id, &bytes).unwrap();
+        self.with_headers(method, path, bytes, body.is_some(), &signed)
+    }
+
+    fn with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        json: bool,
+        signed: &proxy_auth::SignedHeaders,
+    ) -> reqwest::RequestBuilder {
         let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
         for (name, value) in signed.pairs() {
             rb = rb.header(name, value);
         }
-        if body.is_some() {
+        if json {
             rb = rb.header("content-type", "application/json").body(bytes);
         }
         rb

@@ -327,18 +327,11 @@ async fn invalid_message_bodies_are_400_and_wrong_content_type_is_415() {
         assert_eq!(error_code(&body), "bad_request");
     }
     let bytes = serde_json::to_vec(&message("X5", JID, "b", unix_now())).unwrap();
-    let rid = crate::helpers::new_request_id();
-    let signed =
-        proxy_auth::sign(&app.key, "POST", "/v1/messages", unix_now(), &rid, &bytes).unwrap();
-    let mut rb = app
-        .client
-        .post(app.url("/v1/messages"))
-        .header("content-type", "text/plain")
-        .body(bytes);
-    for (n, v) in signed.pairs() {
-        rb = rb.header(n, v);
-    }
-    let resp = rb.send().await.unwrap();
+    let resp = app
+        .signed_raw("POST", "/v1/messages", bytes, "text/plain")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
     let (status, _) = app
         .call("GET", "/v1/conversations/history?contact=ab", None)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use proxy_auth::SigningKey;
 
-use crate::helpers::{message, new_request_id, unix_now, TestDb, KEY_HEX};
+use crate::helpers::{message, new_nonce, new_request_id, unix_now, TestDb, AUDIENCE, KEY_HEX};
 
 /// Password in the DATABASE_URL: local trust auth ignores it, the redactor must hide it.
 const DB_PASSWORD: &str = "Sup3rSecretDbPassw0rd";
@@ -32,6 +32,7 @@ async fn an_in_flight_request_completes_after_sigterm_and_the_process_exits_clea
         .arg("serve")
         .env("DATABASE_URL", with_password(&db.url()))
         .env("PROXY_HMAC_KEY", KEY_HEX)
+        .env("PROXY_AUDIENCE", AUDIENCE)
         .env("PORT", "0")
         .env("PROXY_BIND", "127.0.0.1")
         .env("DB_POOL_MIN_SIZE", "1")
@@ -64,6 +65,15 @@ async fn an_in_flight_request_completes_after_sigterm_and_the_process_exits_clea
     let client = reqwest::Client::new();
     let key = SigningKey::from_hex(KEY_HEX).unwrap();
 
+    // A caller still on signature format V1 is served, and leaves a warning event.
+    let v1 =
+        proxy_auth::sign_v1(&key, "GET", "/v1/ping", unix_now(), "legacy-caller-1", b"").unwrap();
+    let mut rb = client.get(format!("{base}/v1/ping"));
+    for (n, v) in v1.pairs() {
+        rb = rb.header(n, v);
+    }
+    assert_eq!(rb.send().await.unwrap().status(), 200);
+
     // Hold the request inside the handler with a table lock.
     let locker = db.connect().await;
     locker
@@ -77,13 +87,19 @@ async fn an_in_flight_request_completes_after_sigterm_and_the_process_exits_clea
         unix_now(),
     ))
     .unwrap();
-    let signed = proxy_auth::sign(
+    let nonce = new_nonce();
+    let rid = new_request_id();
+    let signed = proxy_auth::sign_v2(
         &key,
-        "POST",
-        "/v1/messages",
-        unix_now(),
-        &new_request_id(),
-        &body,
+        &proxy_auth::Call {
+            method: "POST",
+            path_and_query: "/v1/messages",
+            audience: AUDIENCE,
+            timestamp: unix_now(),
+            nonce: &nonce,
+            request_id: &rid,
+            body: &body,
+        },
     )
     .unwrap();
     let mut rb = client
@@ -184,6 +200,13 @@ async fn an_in_flight_request_completes_after_sigterm_and_the_process_exits_clea
     let text = lines.join("\n");
     assert!(text.contains("\"stopped\""), "{text}");
     assert!(text.contains("\"request_id\":\"t-"), "{text}");
+    let v1_warnings: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("\"event\":\"signature_v1\""))
+        .collect();
+    assert_eq!(v1_warnings.len(), 1, "{text}");
+    assert!(v1_warnings[0].contains("\"level\":\"WARN\""), "{text}");
+    assert!(v1_warnings[0].contains("legacy-caller-1"), "{text}");
     assert!(
         !text.contains(DB_PASSWORD),
         "database password leaked: {text}"
