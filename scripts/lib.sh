@@ -25,6 +25,21 @@ tool_env() {
   export WRANGLER_SEND_METRICS=false
 }
 
+# Puts a Spin CLI on PATH if none is there: on this workplace's machines, where no registry ships
+# Spin, the bundled installer next to the repository (../shared/tools/install-spin: upstream
+# Spin 4.0.2, checksum-verified, idempotent). Elsewhere install Spin from its releases
+# (https://spinframework.dev). Never required: returns 1 when no Spin can be found.
+ensure_spin_on_path() {
+  command -v spin >/dev/null && return 0
+  local installer="$ROOT/../shared/tools/install-spin" dir
+  if [[ -x "$installer" ]] && dir="$("$installer")" && [[ -x "$dir/spin" ]]; then
+    export PATH="$dir:$PATH"
+    say "using the bundled Spin: $("$dir/spin" --version 2>/dev/null)"
+    return 0
+  fi
+  return 1
+}
+
 # The wasm-bindgen version Cargo.lock pins; wasm-bindgen-cli must match it exactly.
 locked_wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"

@@ -3,12 +3,8 @@
 //! bare. Run with `scripts/bench-edge`, which records the figures in bench/edge.md.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use edge_core::config::{EdgeConfig, Environment};
-use edge_core::cors::CorsPolicy;
-use edge_core::hosts::TrustedHosts;
+use edge_core::config::EdgeConfig;
 use edge_core::memory::{block_on, MemoryPlatform};
-use edge_core::ratelimit::Policy;
-use edge_core::redact::Redactor;
 use edge_core::{health, respond, serve, Bytes, Ctx, Error, Function, Platform, Request, Response};
 
 struct Health;
@@ -39,22 +35,27 @@ fn request(i: u64) -> Request {
     req
 }
 
+/// A production configuration of the health function, loaded the way the adapters load it.
 fn config() -> EdgeConfig {
-    EdgeConfig {
-        environment: Environment::Production,
-        cors: CorsPolicy::new(["https://app.example.com", "https://*.preview.example.app"]).0,
-        trusted_hosts: TrustedHosts::new(["api.example.com"]),
-        trusted_proxies: vec![[127, 0, 0, 1].into()],
-        rate_limit: Some(Policy::default()),
-        redactor: Redactor::new(
-            [
-                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-                "sk-proj-benchbenchbenchbenchbench",
-            ]
-            .map(str::to_owned),
+    let p = MemoryPlatform::default();
+    for (k, v) in [
+        ("environment", "production"),
+        ("trusted_hosts", "api.example.com"),
+        ("trusted_proxies", "127.0.0.1"),
+        (
+            "cors_origins",
+            "https://app.example.com,https://*.preview.example.app",
         ),
-        set_variables: vec![],
-        sentry: None,
+        (
+            "sentry_dsn",
+            "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42",
+        ),
+    ] {
+        p.vars.set(k, v);
+    }
+    match edge_core::config::load(&p, "health", &[]) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("bench config invalid: {e:?}"),
     }
 }
 
@@ -70,12 +71,7 @@ fn bench(c: &mut Criterion) {
                 request(i)
             },
             |req| {
-                let ctx = Ctx {
-                    platform: &platform,
-                    request_id: "bench".into(),
-                    function: "health",
-                    config: &cfg,
-                };
+                let ctx = Ctx::new(&platform, "bench".into(), "health", &cfg);
                 block_on(Health::handle(req, &ctx))
             },
             BatchSize::SmallInput,

@@ -1,12 +1,17 @@
 //! The configuration every function runs with, read once per instance through the variables
-//! port and validated completely. Invalid configuration fails closed: the instance answers 503
-//! to every request, and one log line names the failing keys (never their values).
+//! port and validated completely with the secrets catalog's rules. Invalid configuration fails
+//! closed: the instance answers 503 to every request, and one log line names the failing keys
+//! (never their values).
+//!
+//! Only the variables the function reads are looked up ([`secrets_catalog::reads`]), each
+//! exactly once: on Spin every lookup is a host call on every request (Spin instantiates per
+//! request), and a function has no business seeing another function's secrets.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
 
 use secrets_catalog::{
-    catalog, parse_settings, secret_values, Date, Environment as CatalogEnvironment,
-    Function as CatalogFunction,
+    entry, parse_settings, reads, Environment as CatalogEnvironment, Function as CatalogFunction,
+    IpNet, Secret, Settings,
 };
 use serde_json::Map;
 
@@ -50,15 +55,21 @@ pub struct EdgeConfig {
     /// Hosts this instance answers for (empty = any).
     pub trusted_hosts: TrustedHosts,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<IpNet>,
     /// Rate limit; `None` when disabled.
     pub rate_limit: Option<Policy>,
     /// Masks every configured secret in log lines.
     pub redactor: Redactor,
-    /// Names of the variables that are set (for the development config summary; never values).
+    /// Names of the variables this function reads that are set (for the development config
+    /// summary; never values).
     pub set_variables: Vec<String>,
     /// Where unexpected errors are reported (`SENTRY_DSN`), if anywhere.
     pub sentry: Option<SentryTarget>,
+    /// The typed settings (secrets, business details, URLs) the function's handler uses;
+    /// `None` only in [`EdgeConfig::default`], which tests and the misconfigured path use.
+    pub settings: Option<Settings>,
+    /// Secrets a test-only function reads beyond the catalog's list (see [`load`]).
+    extra_secrets: HashMap<&'static str, Secret>,
 }
 
 impl Default for EdgeConfig {
@@ -73,7 +84,24 @@ impl Default for EdgeConfig {
             redactor: Redactor::default(),
             set_variables: Vec::new(),
             sentry: None,
+            settings: None,
+            extra_secrets: HashMap::new(),
         }
+    }
+}
+
+impl EdgeConfig {
+    /// The configured secret `name` this function reads (`JWT_SECRET_KEY`, ...).
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.settings
+            .as_ref()
+            .and_then(|s| s.secret(name))
+            .or_else(|| self.extra_secrets.get(name))
+    }
+
+    /// A non-secret setting as text (the catalog default when unset and defaulted).
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.settings.as_ref().and_then(|s| s.text(name))
     }
 }
 
@@ -87,85 +115,107 @@ pub struct Misconfigured {
 /// What an instance runs with: a valid configuration, or the reasons it has none.
 pub type ConfigState = Result<EdgeConfig, Misconfigured>;
 
-/// Loads and validates the configuration through the variables port, with the rules of the
-/// secrets catalog (`secrets-catalog`, shared with the operator tooling). Logs, once, one line
-/// naming every failing key (`config_invalid`) or every warning (`config_warning`); never a
-/// value. Call once per instance.
-pub fn load<P: Platform>(platform: &P, function: &str) -> ConfigState {
+/// The catalog function a function name stands for. Names the catalog does not know
+/// (test-only functions such as the key-value probe) are held to liveness' rules.
+pub fn catalog_function(function: &str) -> CatalogFunction {
+    CatalogFunction::from_name(function).unwrap_or(CatalogFunction::Health)
+}
+
+/// The variables `function` reads (upper case), plus `extra`: what its Spin component must
+/// declare, no more and no less.
+pub fn variable_names(function: &str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = reads(catalog_function(function)).map(|e| e.name).collect();
+    for name in extra {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Loads and validates the configuration of `function` through the variables port, with the
+/// rules of the secrets catalog (shared with the operator tooling). Reads each variable the
+/// function reads once, plus `extra` (test-only functions that need a variable the catalog
+/// does not give them). Logs, once, one line naming every failing key (`config_invalid`) or
+/// every warning (`config_warning`); never a value. Call once per instance.
+pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -> ConfigState {
     let vars = platform.vars();
-    // Catalog names are upper case; the variables port takes Spin's lower-case names.
-    let lookup = |name: &str| vars.get(&name.to_ascii_lowercase()).ok().flatten();
+    let mut values: HashMap<&'static str, String> = HashMap::new();
+    let mut set_variables = Vec::new();
+    for name in variable_names(function, extra) {
+        // Catalog names are upper case; the variables port takes Spin's lower-case names.
+        if let Ok(Some(value)) = vars.get(&name.to_ascii_lowercase()) {
+            set_variables.push(name.to_owned());
+            values.insert(name, value);
+        }
+    }
+    let lookup = |name: &str| values.get(name).cloned();
     let now_ms = platform.clock().now_unix_ms();
-    let today = Date::from_unix_seconds((now_ms / 1000) as i64);
-    // Test-only functions (the key-value probe) are held to the least demanding profile.
-    let catalog_fn = CatalogFunction::from_name(function).unwrap_or(CatalogFunction::Health);
-    let redactor = Redactor::new(secret_values(&lookup).map(|s| s.expose().to_owned()));
-    let sink = RedactingSink::new(platform.log(), &redactor);
-    let report = |event: &str, level: Level, items: Vec<String>| {
+
+    let validated = parse_settings(&lookup, catalog_function(function));
+    let extra_secrets: HashMap<&'static str, Secret> = extra
+        .iter()
+        .filter(|name| entry(name).is_some_and(|e| e.secret))
+        .filter_map(|name| {
+            let v = values.get(name)?.trim();
+            (!v.is_empty()).then(|| (*name, Secret::new(v)))
+        })
+        .collect();
+    let secret_texts = |settings: Option<&Settings>| -> Vec<String> {
+        settings
+            .into_iter()
+            .flat_map(|s| s.secret_values())
+            .chain(extra_secrets.values())
+            .map(|s| s.expose().to_owned())
+            .collect()
+    };
+    let report = |redactor: &Redactor, event: &str, level: Level, items: Vec<String>| {
+        let sink = RedactingSink::new(platform.log(), redactor);
         let mut fields = Map::new();
-        fields.insert("keys".into(), items.clone().into());
+        fields.insert("keys".into(), items.into());
         log::event(&sink, now_ms, level, function, "-", event, fields);
     };
 
-    let validated = match parse_settings(&lookup, catalog_fn, today) {
+    let validated = match validated {
         Ok(v) => v,
         Err(rep) => {
+            // Every set value of this function may be a secret the report could brush against:
+            // mask all of them (messages never quote values; this is the second line).
+            let redactor = Redactor::new(values.values().cloned());
             let problems: Vec<String> = rep.problems.iter().map(ToString::to_string).collect();
-            report("config_invalid", Level::Error, problems.clone());
+            report(&redactor, "config_invalid", Level::Error, problems.clone());
             return Err(Misconfigured { problems });
         }
     };
-    let s = &validated.settings;
+    let s = validated.settings;
+    let redactor = Redactor::new(secret_texts(Some(&s)));
     let mut warnings: Vec<String> = validated.warnings.iter().map(ToString::to_string).collect();
-
-    let mut trusted_proxies = Vec::new();
-    for (i, entry) in lookup("TRUSTED_PROXIES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .enumerate()
-    {
-        match entry.parse::<IpAddr>() {
-            Ok(ip) => trusted_proxies.push(ip),
-            Err(_) => {
-                let problems = vec![format!(
-                    "TRUSTED_PROXIES: entry #{} is not an IP address",
-                    i + 1
-                )];
-                report("config_invalid", Level::Error, problems.clone());
-                return Err(Misconfigured { problems });
-            }
-        }
-    }
-
     let (cors, cors_warnings) = CorsPolicy::new(s.allowed_origins().iter().map(|o| o.as_str()));
     warnings.extend(cors_warnings);
-    let hosts = lookup("TRUSTED_HOSTS").unwrap_or_default();
+    if !warnings.is_empty() {
+        report(&redactor, "config_warning", Level::Warn, warnings);
+    }
     let environment = match s.environment {
         CatalogEnvironment::Development => Environment::Development,
         CatalogEnvironment::Staging => Environment::Staging,
         CatalogEnvironment::Production => Environment::Production,
     };
-    if !warnings.is_empty() {
-        report("config_warning", Level::Warn, warnings);
-    }
     Ok(EdgeConfig {
         environment,
         cors,
-        trusted_hosts: TrustedHosts::new(hosts.split(',')),
-        trusted_proxies,
+        trusted_hosts: TrustedHosts::new(s.trusted_hosts.clone()),
+        trusted_proxies: s.trusted_proxies.clone(),
         rate_limit: s.rate_limit.enabled.then_some(Policy {
             per_minute: s.rate_limit.per_minute,
             burst: s.rate_limit.burst,
         }),
         redactor,
-        sentry: lookup("SENTRY_DSN").and_then(|dsn| SentryTarget::parse(&dsn)),
-        set_variables: catalog()
-            .iter()
-            .filter(|e| lookup(e.name).is_some())
-            .map(|e| e.name.to_owned())
-            .collect(),
+        sentry: s
+            .secret("SENTRY_DSN")
+            .and_then(|dsn| SentryTarget::parse(dsn.expose())),
+        set_variables,
+        settings: Some(s),
+        extra_secrets,
     })
 }
 
@@ -183,17 +233,29 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_development_config_loads_with_defaults() {
-        let cfg = load(&platform(&[]), "health");
+    fn a_development_config_loads_with_defaults() {
+        let cfg = load(&platform(&[("ENVIRONMENT", "development")]), "health", &[]);
         let cfg = cfg.unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(cfg.environment, Environment::Development);
         assert_eq!(cfg.rate_limit, Some(Policy::default()));
     }
 
     #[test]
+    fn an_unset_environment_is_production_and_fails_closed_without_trusted_hosts() {
+        let p = platform(&[]);
+        let err = load(&p, "health", &[])
+            .err()
+            .unwrap_or(Misconfigured { problems: vec![] });
+        assert!(
+            err.problems.iter().any(|p| p.starts_with("TRUSTED_HOSTS")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn production_with_debug_on_fails_closed_and_the_log_names_the_key() {
         let p = platform(&[("ENVIRONMENT", "production"), ("DEBUG", "true")]);
-        let err = load(&p, "health")
+        let err = load(&p, "health", &[])
             .err()
             .unwrap_or(Misconfigured { problems: vec![] });
         assert!(
@@ -212,7 +274,7 @@ mod tests {
             ("ENVIRONMENT", "production"),
             ("JWT_SECRET_KEY", "tooshort-but-visible-value"),
         ]);
-        assert!(load(&p, "login").is_err());
+        assert!(load(&p, "login", &[]).is_err());
         assert!(p
             .log
             .lines()
@@ -221,13 +283,45 @@ mod tests {
     }
 
     #[test]
+    fn only_the_variables_the_function_reads_are_looked_up() {
+        let p = platform(&[
+            ("ENVIRONMENT", "development"),
+            (
+                "ADMIN_TOKEN",
+                "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c",
+            ),
+            ("CORS_ORIGINS", "https://app.example.test"),
+        ]);
+        let cfg = load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(cfg.set_variables, ["ENVIRONMENT", "CORS_ORIGINS"]);
+        assert!(cfg.secret("ADMIN_TOKEN").is_none());
+        let looked_up = p.vars.looked_up();
+        assert!(
+            !looked_up.iter().any(|n| n == "admin_token"),
+            "{looked_up:?}"
+        );
+        assert_eq!(
+            looked_up.len(),
+            variable_names("health", &[]).len(),
+            "each variable exactly once: {looked_up:?}"
+        );
+        let probe = load(&p, "kv-probe", &["ADMIN_TOKEN"]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(probe.secret("ADMIN_TOKEN").is_some());
+        assert!(!probe
+            .redactor
+            .redact("c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c")
+            .contains("c17fa154"));
+    }
+
+    #[test]
     fn rate_limit_settings_and_trusted_proxies_are_applied() {
         let p = platform(&[
+            ("ENVIRONMENT", "development"),
             ("RATE_LIMIT_PER_MINUTE", "60"),
             ("RATE_LIMIT_BURST", "5"),
-            ("TRUSTED_PROXIES", "127.0.0.1, ::1"),
+            ("TRUSTED_PROXIES", "127.0.0.1, ::1, 10.0.0.0/8"),
         ]);
-        let cfg = load(&p, "health").unwrap_or_else(|e| panic!("{e:?}"));
+        let cfg = load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             cfg.rate_limit,
             Some(Policy {
@@ -235,32 +329,54 @@ mod tests {
                 burst: 5
             })
         );
-        assert_eq!(cfg.trusted_proxies.len(), 2);
+        assert_eq!(cfg.trusted_proxies.len(), 3);
+    }
+
+    #[test]
+    fn trusted_hosts_with_a_port_are_honoured() {
+        let p = platform(&[
+            ("ENVIRONMENT", "production"),
+            ("TRUSTED_HOSTS", "localhost:3000"),
+        ]);
+        let cfg = load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut req = crate::Request::new(crate::Bytes::new());
+        *req.uri_mut() = "http://localhost:3000/health".parse().unwrap_or_default();
+        assert!(cfg.trusted_hosts.allows(&req));
     }
 
     #[test]
     fn disabling_rate_limiting_removes_the_policy() {
-        let p = platform(&[("ENABLE_RATE_LIMITING", "false")]);
-        let cfg = load(&p, "health").unwrap_or_else(|e| panic!("{e:?}"));
+        let p = platform(&[
+            ("ENVIRONMENT", "development"),
+            ("ENABLE_RATE_LIMITING", "false"),
+        ]);
+        let cfg = load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(cfg.rate_limit, None);
     }
 
     #[test]
     fn a_bad_trusted_proxy_fails_closed() {
-        let p = platform(&[("TRUSTED_PROXIES", "not-an-ip")]);
-        assert!(load(&p, "health").is_err());
+        let p = platform(&[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", "not-an-ip"),
+        ]);
+        assert!(load(&p, "health", &[]).is_err());
     }
 
     #[test]
     fn configured_secrets_feed_the_redactor() {
-        let p = platform(&[(
-            "SENTRY_DSN",
-            "https://0123456789abcdef@o1.ingest.sentry.io/42",
-        )]);
-        let cfg = load(&p, "health").unwrap_or_else(|e| panic!("{e:?}"));
+        let p = platform(&[
+            ("ENVIRONMENT", "development"),
+            (
+                "SENTRY_DSN",
+                "https://0123456789abcdef@o1.ingest.sentry.io/42",
+            ),
+        ]);
+        let cfg = load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
         let out = cfg
             .redactor
             .redact("sent to https://0123456789abcdef@o1.ingest.sentry.io/42");
         assert!(!out.contains("0123456789abcdef"), "{out}");
+        assert!(cfg.sentry.is_some());
     }
 }

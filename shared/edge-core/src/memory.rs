@@ -176,9 +176,9 @@ impl KeyValue for MemoryKv {
     }
 }
 
-/// Variables from a map.
+/// Variables from a map; records every lookup, so tests can assert what was read.
 #[derive(Debug, Default)]
-pub struct MemoryVars(pub RefCell<HashMap<String, String>>);
+pub struct MemoryVars(pub RefCell<HashMap<String, String>>, RefCell<Vec<String>>);
 
 impl MemoryVars {
     /// Sets `name` to `value`.
@@ -187,10 +187,16 @@ impl MemoryVars {
             .borrow_mut()
             .insert(name.to_owned(), value.to_owned());
     }
+
+    /// Every name looked up so far, in order.
+    pub fn looked_up(&self) -> Vec<String> {
+        self.1.borrow().clone()
+    }
 }
 
 impl Variables for MemoryVars {
     fn get(&self, name: &str) -> Result<Option<String>, PortError> {
+        self.1.borrow_mut().push(name.to_owned());
         Ok(self.0.borrow().get(name).filter(|v| !v.is_empty()).cloned())
     }
 }

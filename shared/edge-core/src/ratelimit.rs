@@ -81,8 +81,11 @@ pub async fn check<K: KeyValue>(
     let mut coin = [0u8; 1];
     if random.fill(&mut coin).is_ok() && coin[0] % SWEEP_ONE_IN == 0 {
         // Best effort: a failed sweep must not fail the request it piggybacks on.
+        // Only this scope's counters: another function's windows have another length, so
+        // judging them by this window index would reset their live counters.
+        let scope_prefix = format!("{PREFIX}{scope}:");
         let _ = kv
-            .sweep_counters(PREFIX, &|k: &str| {
+            .sweep_counters(&scope_prefix, &|k: &str| {
                 window_of_key(k).is_some_and(|w| w + 1 < window)
             })
             .await;
@@ -233,5 +236,35 @@ mod tests {
             0,
         ));
         assert!(matches!(r, Err(PortError::Unavailable(_))));
+    }
+
+    #[test]
+    fn a_sweep_never_touches_another_scopes_counters() {
+        // "login" sweeps with 1 s windows; "slow" counts in 600 s windows whose index is far
+        // smaller, so judged by login's index it would look long ended.
+        let fast = Policy {
+            per_minute: 60,
+            burst: 1,
+        };
+        let slow = Policy {
+            per_minute: 1,
+            burst: 10,
+        };
+        let clock = window_start(&fast);
+        let kv = MemoryKv::with_clock(clock.clone());
+        let random = SeqRandom::default();
+        let slow_check = |kv: &MemoryKv| {
+            block_on(check(kv, &random, &slow, "slow", "c", clock.now_unix_ms()))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        slow_check(&kv);
+        for i in 0..1_000 {
+            run(&kv, &clock, &fast, &format!("client-{i}"));
+        }
+        assert_eq!(
+            slow_check(&kv).remaining,
+            8,
+            "the slow scope kept its count"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //! body limit, rate limit, error mapping, security and timing headers, and the access log line,
 //! all through the redaction pass.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{json, Map, Value};
@@ -26,11 +29,17 @@ pub trait Function {
     const FAIL_CLOSED: bool = false;
     /// Whether the rate limit applies (it does unless a function has a reason to opt out).
     const RATE_LIMITED: bool = true;
+    /// Variables (upper case) read beyond the catalog's list for this function: only for
+    /// test-only functions the catalog does not know (the key-value probe).
+    const EXTRA_VARIABLES: &'static [&'static str] = &[];
 
     /// Handles one request. Errors become structured responses in [`serve`].
     #[allow(async_fn_in_trait)]
     async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error>;
 }
+
+/// Work that runs after the response has been handed to the runtime.
+pub type Deferred<'a> = Vec<Pin<Box<dyn Future<Output = ()> + 'a>>>;
 
 /// What a handler gets besides the request.
 pub struct Ctx<'a, P: Platform> {
@@ -42,6 +51,39 @@ pub struct Ctx<'a, P: Platform> {
     pub function: &'static str,
     /// The instance's validated configuration.
     pub config: &'a EdgeConfig,
+    deferred: RefCell<Deferred<'a>>,
+}
+
+impl<'a, P: Platform> Ctx<'a, P> {
+    /// A context for one request (adapters and tests; [`serve`] builds its own).
+    pub fn new(
+        platform: &'a P,
+        request_id: String,
+        function: &'static str,
+        config: &'a EdgeConfig,
+    ) -> Self {
+        Self {
+            platform,
+            request_id,
+            function,
+            config,
+            deferred: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `work` after the response has been handed to the runtime, so the caller does not
+    /// wait for it: on Workers through `ctx.waitUntil`, on Spin after the response body is
+    /// finished (the instance lives until the handler returns), in tests right after the
+    /// response. `work` borrows only the platform and the configuration, owns everything
+    /// else, and logs its own failures: nobody is left to see its result.
+    pub fn defer(&self, work: impl Future<Output = ()> + 'a) {
+        self.deferred.borrow_mut().push(Box::pin(work));
+    }
+
+    /// Takes the deferred work registered so far.
+    pub fn take_deferred(&self) -> Deferred<'a> {
+        std::mem::take(&mut *self.deferred.borrow_mut())
+    }
 }
 
 impl<P: Platform> Ctx<'_, P> {
@@ -130,15 +172,32 @@ pub fn apply_security_headers(headers: &mut HeaderMap) {
     headers.remove("x-powered-by");
 }
 
-/// Runs function `F` on `req` with `platform` and the instance's `config`. `peer` is the
-/// client address the platform reports (Cloudflare's connecting IP, Spin's client address).
-/// Never fails: every error becomes a structured response; one access line per request.
+/// Runs function `F` like [`serve_deferred`], then its deferred work, and returns the
+/// response: for tests and runtimes that cannot answer before the work is done.
 pub async fn serve<F: Function, P: Platform>(
     platform: &P,
     config: &ConfigState,
     req: Request,
     peer: Option<IpAddr>,
 ) -> Response {
+    let (resp, deferred) = serve_deferred::<F, P>(platform, config, req, peer).await;
+    for work in deferred {
+        work.await;
+    }
+    resp
+}
+
+/// Runs function `F` on `req` with `platform` and the instance's `config`. `peer` is the
+/// client address the platform reports (Cloudflare's connecting IP, Spin's client address).
+/// Never fails: every error becomes a structured response; one access line per request.
+/// Returns the response and the work the request deferred ([`Ctx::defer`]), which the adapter
+/// runs once the response is on its way.
+pub async fn serve_deferred<'a, F: Function, P: Platform>(
+    platform: &'a P,
+    config: &'a ConfigState,
+    req: Request,
+    peer: Option<IpAddr>,
+) -> (Response, Deferred<'a>) {
     let started = platform.clock().now_unix_ms();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -162,6 +221,7 @@ pub async fn serve<F: Function, P: Platform>(
 
     let origin = req.headers().get(header::ORIGIN).cloned();
     let mut extra = HeaderMap::new();
+    let mut deferred: Deferred<'a> = Vec::new();
     let result = if request_id == "unavailable" {
         Err(Error::Unavailable {
             cause: "randomness unavailable".into(),
@@ -170,13 +230,10 @@ pub async fn serve<F: Function, P: Platform>(
         match config {
             Err(_) => Err(Error::Misconfigured { problems: vec![] }),
             Ok(cfg) => {
-                let ctx = Ctx {
-                    platform,
-                    request_id: request_id.clone(),
-                    function: F::NAME,
-                    config: cfg,
-                };
-                guarded::<F, P>(req, &ctx, peer, &mut extra).await
+                let ctx = Ctx::new(platform, request_id.clone(), F::NAME, cfg);
+                let result = guarded::<F, P>(req, &ctx, peer, &mut extra).await;
+                deferred = ctx.take_deferred();
+                result
             }
         }
     };
@@ -235,7 +292,7 @@ pub async fn serve<F: Function, P: Platform>(
             duration_ms,
         },
     );
-    resp
+    (resp, deferred)
 }
 
 /// Reports one unexpected error to Sentry; a failure is logged, never raised.
@@ -573,7 +630,7 @@ mod tests {
 
     #[test]
     fn untrusted_hosts_get_400() {
-        let cfg = with(|c| c.trusted_hosts = TrustedHosts::new(["api.example.com"]));
+        let cfg = with(|c| c.trusted_hosts = TrustedHosts::parse("api.example.com"));
         let (resp, _) = run(&cfg, get("https://evil.example.net/ok"));
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert_eq!(code(&resp), "invalid_host");

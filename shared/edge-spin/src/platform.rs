@@ -177,7 +177,16 @@ pub struct SpinHttp;
 
 impl HttpClient for SpinHttp {
     async fn send(&self, req: Request) -> Result<Response, PortError> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Always a length: without one spin-sdk streams the body chunked, which some servers
+        // (and the e2e suite's recording fakes of third-party APIs) do not take.
+        let has_body = !body.is_empty() || parts.method == http::Method::POST;
+        if has_body {
+            parts.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
+        }
         let req = http::Request::from_parts(parts, body.to_vec());
         let resp: http::Response<Vec<u8>> = spin_sdk::http::send(req)
             .await

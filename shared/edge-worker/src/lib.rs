@@ -26,10 +26,15 @@ thread_local! {
         const { std::cell::OnceCell::new() };
 }
 
-/// Serves one request with function `F` on Workers. The entry point of every function Worker.
+/// Serves one request with function `F` on Workers: the entry point of every function Worker.
+///
+/// The whole request runs inside `ctx.waitUntil`, which starts it at once: the response comes
+/// back through a channel as soon as it exists, and the request's deferred work
+/// ([`edge_core::Ctx::defer`]) continues after it, with the isolate kept alive for it.
 pub async fn serve<F: Function>(
     mut req: worker::Request,
     env: worker::Env,
+    ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
     let req = to_http_request(&mut req).await?;
     let peer = req
@@ -37,12 +42,29 @@ pub async fn serve<F: Function>(
         .get(CONNECTING_IP)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    let platform = WorkerPlatform::new(env);
-    let config = CONFIG.with(|cell| {
-        cell.get_or_init(|| std::rc::Rc::new(edge_core::config::load(&platform, F::NAME)))
+    let (tx, rx) = futures_channel::oneshot::channel();
+    ctx.wait_until(async move {
+        let platform = WorkerPlatform::new(env);
+        let config = CONFIG.with(|cell| {
+            cell.get_or_init(|| {
+                std::rc::Rc::new(edge_core::config::load(
+                    &platform,
+                    F::NAME,
+                    F::EXTRA_VARIABLES,
+                ))
+            })
             .clone()
+        });
+        let (resp, deferred) =
+            edge_core::serve::serve_deferred::<F, _>(&platform, &config, req, peer).await;
+        let _ = tx.send(resp);
+        for work in deferred {
+            work.await;
+        }
     });
-    let resp = edge_core::serve::<F, _>(&platform, &config, req, peer).await;
+    let resp = rx.await.map_err(|_| {
+        worker::Error::RustError("the request task ended without a response".into())
+    })?;
     from_http_response(resp)
 }
 
@@ -81,9 +103,9 @@ macro_rules! export {
             async fn fetch(
                 req: ::worker::Request,
                 env: ::worker::Env,
-                _ctx: ::worker::Context,
+                ctx: ::worker::Context,
             ) -> ::worker::Result<::worker::Response> {
-                ::edge_worker::serve::<super::$function>(req, env).await
+                ::edge_worker::serve::<super::$function>(req, env, ctx).await
             }
         }
     };

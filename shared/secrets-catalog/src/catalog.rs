@@ -141,6 +141,8 @@ pub enum Format {
     OriginList,
     /// Comma list of host patterns (`api.example.com`, `*.example.app`).
     HostList,
+    /// Comma list of IP addresses and CIDR networks (`10.0.0.0/8`, `::1`).
+    IpList,
     /// Phone number with 10–15 digits.
     Phone,
     /// Email address.
@@ -277,7 +279,7 @@ const fn scoped(entry: Entry, scope: Scope) -> Entry {
 
 const NONE: &[Need] = &[];
 
-static CATALOG: [Entry; 35] = [
+static CATALOG: [Entry; 36] = [
     // AI providers
     secret(
         "OPENAI_API_KEY",
@@ -496,10 +498,10 @@ static CATALOG: [Entry; 35] = [
         setting(
             "ENVIRONMENT",
             Category::Application,
-            "development | staging | production; decides how strictly everything else is judged.",
+            "development | staging | production; decides how strictly everything else is judged. Unset means production: a forgotten variable must never relax the rules (scripts/dev sets development).",
             NONE,
             Format::Environment,
-            Some("development"),
+            Some("production"),
         ),
         Scope::Both,
     ),
@@ -541,6 +543,14 @@ static CATALOG: [Entry; 35] = [
         "Allowed Host headers, comma separated (api.example.com, *.example.app).",
         &[Need { functions: &Function::EDGE, environments: &[PROD] }],
         Format::HostList,
+        None,
+    ),
+    setting(
+        "TRUSTED_PROXIES",
+        Category::Application,
+        "Peers whose X-Forwarded-For is believed, comma separated addresses or CIDR networks (10.0.0.0/8, ::1); unset means the peer address is the client.",
+        NONE,
+        Format::IpList,
         None,
     ),
     setting(
@@ -601,6 +611,69 @@ static CATALOG: [Entry; 35] = [
         None,
     ),
 ];
+
+/// Settings every edge function reads: how it runs, which hosts and origins it serves, whose
+/// forwarded addresses it believes, how it limits and where it reports errors.
+const EDGE_COMMON: &[&str] = &[
+    "ENVIRONMENT",
+    "DEBUG",
+    "VALIDATE_API_KEYS",
+    "FRONTEND_URL",
+    "CORS_ORIGINS",
+    "TRUSTED_HOSTS",
+    "TRUSTED_PROXIES",
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_BURST",
+    "ENABLE_RATE_LIMITING",
+    "SENTRY_DSN",
+];
+
+/// Optional entries a function reads beyond [`EDGE_COMMON`] and what it requires.
+const OPTIONAL_READS: &[(&str, &[Function])] = &[
+    ("ANTHROPIC_API_KEY", &[Webhook, HealthComprehensive]),
+    ("GROQ_API_KEY", &[Webhook, HealthComprehensive]),
+    ("GOOGLE_API_KEY", &[HealthComprehensive]),
+    ("OPENAI_MODEL", &[Webhook]),
+    ("ANTHROPIC_MODEL", &[Webhook]),
+    ("BUSINESS_PHONE", &[Webhook]),
+    ("BUSINESS_EMAIL", &[Webhook]),
+    ("BUSINESS_HOURS", &[Webhook]),
+];
+
+impl Entry {
+    /// Whether `function` reads this entry. An edge function reads the common settings, what
+    /// it requires in any environment and its optional extras; `health-secrets` reports on
+    /// every edge entry; the proxy reads what is scoped to it. The Spin manifest declares
+    /// exactly these variables per component (checked by the manifest test), and the edge
+    /// core reads nothing else: each read is a host call on every Spin request.
+    pub fn read_by(&self, function: Function) -> bool {
+        match function {
+            Function::PgProxy => {
+                self.scope != Scope::Edge
+                    || self
+                        .required
+                        .iter()
+                        .any(|n| n.functions.contains(&function))
+            }
+            Function::HealthSecrets => self.scope != Scope::Proxy,
+            _ => {
+                EDGE_COMMON.contains(&self.name)
+                    || self
+                        .required
+                        .iter()
+                        .any(|n| n.functions.contains(&function))
+                    || OPTIONAL_READS
+                        .iter()
+                        .any(|(name, fns)| *name == self.name && fns.contains(&function))
+            }
+        }
+    }
+}
+
+/// The entries `function` reads, in catalog order.
+pub fn reads(function: Function) -> impl Iterator<Item = &'static Entry> {
+    CATALOG.iter().filter(move |e| e.read_by(function))
+}
 
 /// The whole catalog, in a stable order (by category, then as listed above).
 pub fn catalog() -> &'static [Entry] {
@@ -726,5 +799,37 @@ mod tests {
         assert!(!hosts.is_required(Function::Health, Environment::Staging));
         assert!(!hosts.is_required(Function::PgProxy, Environment::Production));
         assert_eq!(jwt.rotated_at_name(), "JWT_SECRET_KEY_ROTATED_AT");
+    }
+
+    #[test]
+    fn each_function_reads_the_common_settings_what_it_requires_and_nothing_it_does_not_use() {
+        let names = |f: Function| reads(f).map(|e| e.name).collect::<Vec<_>>();
+        let health = names(Function::Health);
+        assert_eq!(health.len(), EDGE_COMMON.len(), "{health:?}");
+        for common in EDGE_COMMON {
+            assert!(health.contains(common), "{common}");
+        }
+        assert!(!health.contains(&"ADMIN_TOKEN"));
+        assert!(!health.contains(&"DATABASE_URL"));
+        let login = names(Function::Login);
+        assert!(login.contains(&"JWT_SECRET_KEY") && login.contains(&"PROXY_URL"));
+        assert!(!login.contains(&"OPENAI_API_KEY"));
+        let webhook = names(Function::Webhook);
+        assert!(webhook.contains(&"ANTHROPIC_API_KEY") && webhook.contains(&"BUSINESS_HOURS"));
+        let secrets = names(Function::HealthSecrets);
+        assert!(secrets.contains(&"OPENAI_API_KEY") && secrets.contains(&"ADMIN_TOKEN"));
+        assert!(
+            !secrets.contains(&"DATABASE_URL"),
+            "proxy-only entries stay off the edge"
+        );
+        for f in Function::EDGE {
+            assert!(
+                catalog()
+                    .iter()
+                    .filter(|e| e.required.iter().any(|n| n.functions.contains(&f)))
+                    .all(|e| e.read_by(f)),
+                "{f} must read everything it requires"
+            );
+        }
     }
 }

@@ -693,6 +693,115 @@ pub fn parse_host_list(text: &str) -> Result<Vec<HostPattern>, FormatError> {
         .collect()
 }
 
+/// A trusted proxy (`TRUSTED_PROXIES`): one address (`10.0.0.7`, `::1`) or a network in CIDR
+/// form (`10.0.0.0/8`, `2001:db8::/32`). IPv4-mapped IPv6 (`::ffff:10.0.0.7`) is the IPv4
+/// address it maps, both here and in [`IpNet::contains`], so a dual-stack listener reporting
+/// either form matches the same entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+/// `ip` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) turned into its IPv4 address.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+fn masked(ip: std::net::IpAddr, prefix: u8) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            std::net::IpAddr::V4((bits & mask).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            std::net::IpAddr::V6((bits & mask).into())
+        }
+    }
+}
+
+impl IpNet {
+    /// Parses `addr` or `addr/prefix`. Host bits set below the prefix are refused
+    /// (`10.0.0.1/8` is almost always a typo for a single address or for `10.0.0.0/8`).
+    pub fn parse(text: &str) -> Result<Self, FormatError> {
+        let (addr_text, prefix_text) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr_text
+            .parse()
+            .map_err(|_| FormatError::new("is not an IP address or CIDR network"))?;
+        let mapped = matches!(addr, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+        let addr = canonical_ip(addr);
+        let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix_text {
+            None => max,
+            Some(p) => {
+                let p = parse_int(p, 0, 128)
+                    .map_err(|_| FormatError::new("has a prefix length that is not a number"))?;
+                // A mapped network (`::ffff:10.0.0.0/104`) counts its prefix over 128 bits.
+                let p = if mapped { p.saturating_sub(96) } else { p };
+                if p > u32::from(max) {
+                    return err(format!("has a prefix length over {max}"));
+                }
+                p as u8
+            }
+        };
+        if masked(addr, prefix) != addr {
+            return err("has address bits set beyond its prefix length");
+        }
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` (canonicalised: IPv4-mapped counts as IPv4) is inside this network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        ip.is_ipv4() == self.addr.is_ipv4() && masked(ip, self.prefix) == self.addr
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        if self.prefix == max {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{}/{}", self.addr, self.prefix)
+        }
+    }
+}
+
+/// Parses a comma-separated list of addresses and networks (`TRUSTED_PROXIES`).
+pub fn parse_ip_list(text: &str) -> Result<Vec<IpNet>, FormatError> {
+    text.split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item.trim();
+            if item.is_empty() {
+                return err(format!("item {} is empty", i + 1));
+            }
+            IpNet::parse(item).map_err(|e| e.item(i + 1))
+        })
+        .collect()
+}
+
 /// A Postgres connection URL (`postgres://` or `postgresql://`) with a host. It carries the
 /// database password, so the catalog treats it as a secret.
 pub fn check_postgres_url(text: &str) -> Result<(), FormatError> {
@@ -1294,6 +1403,38 @@ mod tests {
                 !reason.contains("MARKER") && !reason.contains("sk-proj-V"),
                 "{reason}"
             );
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_and_mapped_ipv4_is_ipv4() {
+        let nets = parse_ip_list("10.0.0.0/8, ::1, 2001:db8::/32, ::ffff:192.0.2.7").unwrap();
+        assert_eq!(nets.len(), 4);
+        assert!(nets[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(nets[0].contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!nets[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(nets[1].contains("::1".parse().unwrap()));
+        assert!(nets[2].contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!nets[2].contains("2001:db9::5".parse().unwrap()));
+        assert!(
+            nets[3].contains("192.0.2.7".parse().unwrap()),
+            "mapped entry is IPv4"
+        );
+        assert_eq!(nets[3].to_string(), "192.0.2.7");
+    }
+
+    #[test]
+    fn malformed_proxy_entries_are_refused_without_echoing_them() {
+        for bad in [
+            "not-an-ip",
+            "10.0.0.1/8",
+            "10.0.0.0/33",
+            "::1/129",
+            "10.0.0.1,",
+            "1.2.3.4:80",
+        ] {
+            let e = parse_ip_list(bad).unwrap_err();
+            assert!(!e.reason().contains(bad), "{bad}: {e}");
         }
     }
 }

@@ -17,19 +17,19 @@
 //!
 //! # Use from the edge core
 //!
-//! Once per instance: read every name through the variables port (the lookup receives the
-//! upper-case catalog name; a Spin adapter lower-cases it), pass today's date from the clock
-//! port, and either keep the typed settings or answer 503 and log the failing keys.
+//! Once per instance: read the names the function reads ([`reads`]) through the variables
+//! port (the lookup receives the upper-case catalog name; a Spin adapter lower-cases it), and
+//! either keep the typed settings or answer 503 and log the failing keys. Rotation needs
+//! today's date and is judged by [`validate`] (operator tooling, `/health/secrets`).
 //!
 //! ```
-//! use secrets_catalog::{parse_settings, Date, Function};
+//! use secrets_catalog::{parse_settings, Function};
 //! let vars = |name: &str| match name {
 //!     "ENVIRONMENT" => Some("production".to_owned()),
 //!     "DEBUG" => Some("true".to_owned()),
 //!     _ => None,
 //! };
-//! let today = Date::from_unix_seconds(1_795_305_600); // 2026-11-22
-//! match parse_settings(&vars, Function::Health, today) {
+//! match parse_settings(&vars, Function::Health) {
 //!     Ok(validated) => unreachable!("debug in production must fail: {:?}", validated.settings),
 //!     Err(report) => {
 //!         // One log line: names and reasons, never values.
@@ -39,7 +39,7 @@
 //! }
 //!
 //! let dev = |name: &str| (name == "ENVIRONMENT").then(|| "development".to_owned());
-//! let validated = parse_settings(&dev, Function::Health, today).unwrap();
+//! let validated = parse_settings(&dev, Function::Health).unwrap();
 //! assert_eq!(validated.settings.rate_limit.per_minute, 50);
 //! ```
 #![deny(missing_docs)]
@@ -54,12 +54,12 @@ mod summary;
 mod validate;
 
 pub use catalog::{
-    catalog, entry, rotation_days, Category, Entry, Format, Need, Rotation, Strength,
+    catalog, entry, reads, rotation_days, Category, Entry, Format, Need, Rotation, Scope, Strength,
 };
 pub use date::{Date, DateError};
 pub use formats::{
-    BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl, Origin,
-    PhoneNumber,
+    canonical_ip, BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl,
+    IpNet, Origin, PhoneNumber,
 };
 pub use secret::Secret;
 pub use summary::{summary, EntryStatus, Summary};

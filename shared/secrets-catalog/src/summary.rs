@@ -110,6 +110,7 @@ mod tests {
     #[test]
     fn the_summary_reports_status_per_entry_without_values() {
         let vars = |k: &str| match k {
+            "ENVIRONMENT" => Some("development".to_owned()),
             "JWT_SECRET_KEY" => Some(JWT.to_owned()),
             "JWT_SECRET_KEY_ROTATED_AT" => Some("2026-11-01".to_owned()),
             "FRONTEND_URL" => Some("http://frontend.example.com".to_owned()),
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_summary_serialises_to_json_with_snake_case_fields() {
-        let vars = |_: &str| None;
+        let vars = |k: &str| (k == "ENVIRONMENT").then(|| "development".to_owned());
         let s = summary(&vars, Function::Health, Date::parse("2026-11-22").unwrap());
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["function"], "health");

@@ -7,7 +7,8 @@
 //! and an empty value counts as unset.
 //!
 //! Severity rules (fail closed):
-//! * `ENVIRONMENT` defaults to development; an unknown value is a problem and the rest is
+//! * `ENVIRONMENT` defaults to production (a forgotten variable must never relax the rules;
+//!   `scripts/dev` opts into development); an unknown value is a problem and the rest is
 //!   judged as production, the strictest reading.
 //! * Production: `DEBUG` must be false, `VALIDATE_API_KEYS` true, `FRONTEND_URL` and every
 //!   `CORS_ORIGINS` entry https.
@@ -19,8 +20,13 @@
 //!   warning in development.
 //! * A proxy-only variable (`DATABASE_URL`) configured on an edge function is a warning: the
 //!   edge must never hold database credentials, but removing it is the operator's move.
-//! * Rotation: an overdue `<NAME>_ROTATED_AT` is a warning naming the days overdue; a date in
-//!   the future is a warning; a malformed date is a problem.
+//! * Rotation (full validation only, see [`validate`]): an overdue `<NAME>_ROTATED_AT` is a
+//!   warning naming the days overdue; a date in the future is a warning; a malformed date is a
+//!   problem. [`parse_settings`], the per-request path of the edge functions, does not read the
+//!   rotation companions: rotation never decides whether a function may serve, and on Spin
+//!   every variable read is a host call. `/health/secrets` and `validate-secrets` report it.
+//! * Which entries are judged: those the function reads ([`crate::Entry::read_by`]); for
+//!   `pg-proxy`, the whole catalog.
 //!
 //! No message ever contains a value or part of one: messages are built from fixed text,
 //! names and numbers only (a test feeds distinctive values through every rule and checks).
@@ -31,8 +37,8 @@ use std::fmt;
 use crate::catalog::{catalog, Category, Entry, Format, Rotation, Scope, Strength};
 use crate::date::Date;
 use crate::formats::{
-    self, BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl, Origin,
-    PhoneNumber,
+    self, BusinessHours, Email, Environment, FormatError, Function, HostPattern, HttpUrl, IpNet,
+    Origin, PhoneNumber,
 };
 use crate::secret::Secret;
 use crate::strength::{self, KeyEncoding, KeyMaterialError};
@@ -216,6 +222,8 @@ pub struct Settings {
     pub cors_origins: Vec<Origin>,
     /// `TRUSTED_HOSTS`; empty when unset (allowed only outside production).
     pub trusted_hosts: Vec<HostPattern>,
+    /// `TRUSTED_PROXIES`; empty when unset (no forwarded address is believed).
+    pub trusted_proxies: Vec<IpNet>,
     /// Rate limits.
     pub rate_limit: RateLimitSettings,
     /// Business details.
@@ -234,6 +242,11 @@ impl Settings {
     /// The configured secret `name` (e.g. `JWT_SECRET_KEY`), if set.
     pub fn secret(&self, name: &str) -> Option<&Secret> {
         self.secrets.get(name)
+    }
+
+    /// Every configured secret value (for the log redaction pass).
+    pub fn secret_values(&self) -> impl Iterator<Item = &Secret> {
+        self.secrets.values()
     }
 
     /// A non-secret setting as text (e.g. `OPENAI_MODEL`, `EVOLUTION_INSTANCE`), the
@@ -278,19 +291,19 @@ pub(crate) fn read(lookup: Lookup<'_>, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Judges the configuration `lookup` gives `function`, as of `today`.
+/// Judges the configuration `lookup` gives `function`, as of `today`: every catalog entry
+/// that is set (also those `function` does not read: a malformed key or database credentials
+/// handed to an edge function are worth a finding), plus rotation. For operators
+/// (`validate-secrets`, `/health/secrets`), never on the request path.
 pub fn validate(lookup: Lookup<'_>, function: Function, today: Date) -> Report {
-    run(lookup, function, today).0
+    run(lookup, function, Some(today)).0
 }
 
 /// Validates and, when there is no problem, returns the typed settings and the warnings;
-/// otherwise the full report. This is the one call the edge core makes per instance.
-pub fn parse_settings(
-    lookup: Lookup<'_>,
-    function: Function,
-    today: Date,
-) -> Result<Validated, Report> {
-    match run(lookup, function, today) {
+/// otherwise the report. This is the one call the edge core makes per instance (per request
+/// on Spin): it looks up only the entries `function` reads, and no rotation companion.
+pub fn parse_settings(lookup: Lookup<'_>, function: Function) -> Result<Validated, Report> {
+    match run(lookup, function, None) {
         (report, Some(settings)) if report.is_ok() => Ok(Validated {
             settings,
             warnings: report.warnings,
@@ -318,6 +331,7 @@ enum Parsed {
     Url(HttpUrl),
     Origins(Vec<Origin>),
     Hosts(Vec<HostPattern>),
+    Nets(Vec<IpNet>),
     Phone(PhoneNumber),
     Email(Email),
     Hours(BusinessHours),
@@ -362,6 +376,7 @@ fn check(entry: &Entry, value: &str, env: Environment) -> Result<Parsed, FormatE
         Format::Integer { min, max } => formats::parse_int(value, min, max).map(Parsed::Int),
         Format::OriginList => formats::parse_origin_list(value, env).map(Parsed::Origins),
         Format::HostList => formats::parse_host_list(value).map(Parsed::Hosts),
+        Format::IpList => formats::parse_ip_list(value).map(Parsed::Nets),
         Format::Phone => PhoneNumber::parse(value).map(Parsed::Phone),
         Format::Email => Email::parse(value).map(Parsed::Email),
         Format::BusinessHours => BusinessHours::parse(value).map(Parsed::Hours),
@@ -386,12 +401,14 @@ fn key_error(error: KeyMaterialError, min_bytes: usize) -> FormatError {
     })
 }
 
-fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<Settings>) {
+/// `today` is `Some` for full validation (every entry, rotation judged), `None` on the
+/// request path (only what `function` reads, no rotation).
+fn run(lookup: Lookup<'_>, function: Function, today: Option<Date>) -> (Report, Option<Settings>) {
     let mut report = Report::default();
 
     // The environment decides every other severity, so it is read first.
     let env = match read(lookup, "ENVIRONMENT") {
-        None => Environment::Development,
+        None => Environment::Production,
         Some(v) => Environment::parse(&v).unwrap_or_else(|e| {
             report.problem(
                 "ENVIRONMENT",
@@ -415,7 +432,11 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
         Some(v) => formats::parse_bool(&v).unwrap_or(true),
     };
 
-    for entry in catalog() {
+    let full = today.is_some();
+    let judged = catalog()
+        .iter()
+        .filter(|e| full || function == Function::PgProxy || e.read_by(function));
+    for entry in judged {
         if entry.name == "ENVIRONMENT" {
             texts.insert(entry.name, env.as_str().to_owned());
             continue;
@@ -470,7 +491,7 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
                     }
                 }
             }
-            if let Rotation::Days(period) = entry.rotation {
+            if let (Rotation::Days(period), Some(today)) = (entry.rotation, today) {
                 check_rotation(lookup, entry, period, today, &mut report);
             }
             secrets.insert(entry.name, Secret::new(value));
@@ -534,6 +555,10 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
         Some(Parsed::Hosts(h)) => h,
         _ => Vec::new(),
     };
+    let trusted_proxies = match take("TRUSTED_PROXIES") {
+        Some(Parsed::Nets(n)) => n,
+        _ => Vec::new(),
+    };
     let business = Business {
         name: texts.get("BUSINESS_NAME").cloned(),
         phone: match take("BUSINESS_PHONE") {
@@ -556,6 +581,7 @@ fn run(lookup: Lookup<'_>, function: Function, today: Date) -> (Report, Option<S
         frontend_url,
         cors_origins,
         trusted_hosts,
+        trusted_proxies,
         rate_limit,
         business,
         proxy_url,
@@ -690,7 +716,7 @@ mod tests {
         }
 
         fn settings(&self, function: Function) -> Result<Validated, Report> {
-            parse_settings(&|k: &str| self.0.get(k).cloned(), function, today())
+            parse_settings(&|k: &str| self.0.get(k).cloned(), function)
         }
     }
 
@@ -720,13 +746,20 @@ mod tests {
         assert_eq!(default_of("ENABLE_RATE_LIMITING"), d.enabled.to_string());
         assert_eq!(default_of("DEBUG"), "false");
         assert_eq!(default_of("VALIDATE_API_KEYS"), "true");
-        assert_eq!(default_of("ENVIRONMENT"), Environment::Development.as_str());
+        assert_eq!(default_of("ENVIRONMENT"), Environment::Production.as_str());
     }
 
     #[test]
-    fn an_empty_configuration_is_development_with_defaults_for_liveness() {
-        let empty = Vars(HashMap::new());
-        let v = empty
+    fn an_empty_configuration_is_judged_as_production_and_fails_closed() {
+        let report = Vars(HashMap::new()).report(Function::Health);
+        assert_eq!(report.environment, Some(Environment::Production));
+        assert!(has(&report.problems, "TRUSTED_HOSTS", Rule::Missing));
+        assert!(Vars(HashMap::new()).settings(Function::Health).is_err());
+    }
+
+    #[test]
+    fn development_needs_nothing_else_for_liveness_and_gets_the_defaults() {
+        let v = Vars::development()
             .settings(Function::Health)
             .expect("development health needs nothing");
         assert_eq!(v.settings.environment, Environment::Development);
@@ -740,8 +773,17 @@ mod tests {
                 enabled: true
             }
         );
-        assert_eq!(v.settings.text("OPENAI_MODEL"), Some("gpt-4o-mini"));
+        assert_eq!(
+            v.settings.text("OPENAI_MODEL"),
+            None,
+            "health does not read it"
+        );
         assert!(v.settings.trusted_hosts.is_empty());
+        let webhook = Vars::development()
+            .with("EVOLUTION_WEBHOOK_SECRET", WEBHOOK)
+            .settings(Function::Webhook)
+            .expect("development webhook with its guard secret");
+        assert_eq!(webhook.settings.text("OPENAI_MODEL"), Some("gpt-4o-mini"));
     }
 
     #[test]
@@ -871,8 +913,9 @@ mod tests {
     fn a_bad_api_key_format_is_only_a_warning_in_development_with_validation_off() {
         let vars = Vars::development()
             .with("VALIDATE_API_KEYS", "false")
-            .with("OPENAI_API_KEY", "not-a-key");
-        let v = vars.settings(Function::Health).unwrap();
+            .with("OPENAI_API_KEY", "not-a-key")
+            .with("EVOLUTION_WEBHOOK_SECRET", WEBHOOK);
+        let v = vars.settings(Function::Webhook).unwrap();
         assert!(has(&v.warnings, "OPENAI_API_KEY", Rule::Format));
         assert_eq!(
             v.settings.secret("OPENAI_API_KEY").unwrap().expose(),
@@ -975,10 +1018,9 @@ mod tests {
     #[test]
     fn an_overdue_rotation_is_a_warning_naming_the_days_overdue() {
         // AI keys rotate every 90 days: rotated 100 days before 2026-11-22.
-        let v = Vars::production()
-            .with("OPENAI_API_KEY_ROTATED_AT", "2026-08-14")
-            .settings(Function::Webhook)
-            .unwrap();
+        let vars = Vars::production().with("OPENAI_API_KEY_ROTATED_AT", "2026-08-14");
+        let v = vars.report(Function::Webhook);
+        assert!(v.is_ok(), "{v}");
         assert_eq!(v.warnings.len(), 1);
         let w = &v.warnings[0];
         assert_eq!(w.key(), "OPENAI_API_KEY");
@@ -988,6 +1030,9 @@ mod tests {
                 .starts_with("OPENAI_API_KEY: rotation overdue by 10 days"),
             "{w}"
         );
+        // The request path never reads rotation companions: rotation does not decide serving.
+        let settings = vars.settings(Function::Webhook).unwrap();
+        assert!(settings.warnings.is_empty());
     }
 
     #[test]
@@ -1124,12 +1169,16 @@ mod tests {
             "contato@centro.com.br"
         );
         assert!(s.business.hours.as_ref().unwrap().is_open(5, 600));
-        assert_eq!(s.secret("JWT_SECRET_KEY").unwrap().expose(), JWT);
+        assert_eq!(s.secret("PROXY_HMAC_KEY").unwrap().expose(), HMAC);
+        assert!(
+            s.secret("JWT_SECRET_KEY").is_none(),
+            "the webhook does not read it"
+        );
         assert_eq!(s.text("EVOLUTION_INSTANCE"), Some("centro-principal"));
         // Secrets never come back as text, and settings never as secrets.
-        assert_eq!(s.text("JWT_SECRET_KEY"), None);
+        assert_eq!(s.text("PROXY_HMAC_KEY"), None);
         assert!(s.secret("EVOLUTION_INSTANCE").is_none());
-        assert!(!format!("{s:?}").contains(JWT));
+        assert!(!format!("{s:?}").contains(HMAC));
     }
 
     #[test]

@@ -85,12 +85,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts `kind` through `scripts/dev --no-build --no-proxy [--with-probe]` on a free port, with extra
-    /// environment `vars`, and waits up to `timeout` for it to serve `/health`.
+    /// Starts `kind` through `scripts/dev --no-build --no-proxy [--with-probe] [dev_args]` on a
+    /// free port, with extra environment `vars`, and waits up to `timeout` for it to serve
+    /// `/health`.
     pub fn start(
         kind: Kind,
         vars: &[(&str, &str)],
         with_probe: bool,
+        dev_args: &[&str],
         timeout: Duration,
     ) -> Result<Self, String> {
         let root = repo_root();
@@ -100,6 +102,7 @@ impl Runtime {
         cmd.args(["--runtime", kind.name(), "--port", &port.to_string()])
             .args(["--no-build", "--no-proxy"])
             .args(with_probe.then_some("--with-probe"))
+            .args(dev_args)
             .env("EDGE_STATE_DIR", &state)
             .current_dir(&root)
             .stdin(Stdio::null())
@@ -252,6 +255,23 @@ pub struct Recorded {
     pub body: String,
 }
 
+/// Decodes a complete chunked body, or `None` while the terminating chunk has not arrived.
+fn decode_chunked(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + raw.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[at..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(at..at + size)?);
+        at += size + 2;
+    }
+}
+
 /// A tiny HTTP server on a free loopback port that records every request and answers 200 `{}`:
 /// the stand-in for a third-party API (Sentry here), so tests assert on what really went out.
 pub struct FakeServer {
@@ -293,18 +313,28 @@ impl FakeServer {
                     .filter_map(|l| l.split_once(':'))
                     .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
                     .collect();
-                let length: usize = headers
+                let length: Option<usize> = headers
                     .iter()
                     .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = buf[end + 4..].to_vec();
-                while body.len() < length {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    .and_then(|(_, v)| v.parse().ok());
+                let chunked = headers.iter().any(|(k, v)| {
+                    k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked")
+                });
+                let mut raw = buf[end + 4..].to_vec();
+                // A real server takes both framings; the body recorded is the decoded one.
+                let body = loop {
+                    if chunked {
+                        if let Some(decoded) = decode_chunked(&raw) {
+                            break decoded;
+                        }
+                    } else if raw.len() >= length.unwrap_or(0) {
+                        break raw;
                     }
-                }
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break raw,
+                        Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                    }
+                };
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
                 );

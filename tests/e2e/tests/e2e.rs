@@ -32,6 +32,10 @@ const LOOPBACK_PROXIES: &str = "127.0.0.1,::1,::ffff:127.0.0.1";
 /// One runtime configuration and the cases that run against it.
 struct Profile {
     name: &'static str,
+    /// Runtimes this profile applies to (empty: every runtime).
+    runtimes: &'static [Kind],
+    /// Extra `scripts/dev` arguments.
+    dev_args: &'static [&'static str],
     /// Whether the key-value probe runs beside the functions.
     probe: bool,
     vars: &'static [(&'static str, &'static str)],
@@ -41,6 +45,8 @@ struct Profile {
 const PROFILES: &[Profile] = &[
     Profile {
         name: "dev",
+        runtimes: &[],
+        dev_args: &[],
         probe: true,
         vars: &[
             ("ENVIRONMENT", "development"),
@@ -122,6 +128,8 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         name: "prod",
+        runtimes: &[],
+        dev_args: &[],
         probe: false,
         vars: &[
             ("ENVIRONMENT", "production"),
@@ -142,6 +150,10 @@ const PROFILES: &[Profile] = &[
             ),
             ("untrusted_host_gets_400", untrusted_host_gets_400),
             (
+                "unknown_paths_get_the_structured_404_with_every_header",
+                unknown_path_structured_404,
+            ),
+            (
                 "validate_deployment_script_passes_a_healthy_deployment",
                 validate_deployment_passes,
             ),
@@ -149,6 +161,8 @@ const PROFILES: &[Profile] = &[
     },
     Profile {
         name: "misconfigured",
+        runtimes: &[],
+        dev_args: &[],
         probe: false,
         vars: &[("ENVIRONMENT", "production"), ("DEBUG", "true")],
         cases: &[
@@ -159,6 +173,42 @@ const PROFILES: &[Profile] = &[
             (
                 "validate_deployment_script_fails_a_misconfigured_deployment",
                 validate_deployment_fails,
+            ),
+        ],
+    },
+    // Spin's production store: the same key-value contract on Redis (the machine's, at
+    // 127.0.0.1:6379) instead of the local SQLite file.
+    Profile {
+        name: "redis",
+        runtimes: &[Kind::Spin],
+        dev_args: &["--spin-runtime-config", "spin/runtime-config.redis.toml"],
+        probe: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("RATE_LIMIT_PER_MINUTE", "60"),
+            ("RATE_LIMIT_BURST", "5"),
+        ],
+        cases: &[
+            (
+                "kv_values_round_trip_and_delete",
+                kv_values_round_trip_and_delete,
+            ),
+            (
+                "kv_expired_values_read_as_absent",
+                kv_expired_values_read_as_absent,
+            ),
+            (
+                "kv_counters_exact_under_32_concurrent_clients",
+                kv_counters_exact_under_concurrency,
+            ),
+            (
+                "kv_value_and_counter_namespaces_never_mix",
+                kv_namespaces_never_mix,
+            ),
+            (
+                "rate_limit_burst_passes_then_429_then_a_token_returns",
+                rate_limit_burst_then_429,
             ),
         ],
     },
@@ -338,9 +388,40 @@ fn request_id_echoed_or_replaced(rt: &Runtime) -> Result<(), Failed> {
 }
 
 fn unknown_function_path_is_404(rt: &Runtime) -> Result<(), Failed> {
-    // A path routed to no function: the runtime (Spin) or the router (wrangler) answers 404.
-    let r = call(rt, "GET", "/no-such-function", &[])?;
-    ensure(r.status == 404, format!("status {}", r.status))
+    unknown_path_structured_404(rt)
+}
+
+/// A path no function owns is answered by our wrapper on both runtimes (Spin's catch-all
+/// route, the dev router's), never by the runtime's bare 404.
+fn unknown_path_structured_404(rt: &Runtime) -> Result<(), Failed> {
+    for (method, path) in [
+        ("GET", "/definitely-not-a-route"),
+        ("POST", "/api/v2/whatever/deep/path"),
+        ("GET", "/"),
+    ] {
+        let r = call(rt, method, path, &[])?;
+        ensure(
+            r.status == 404,
+            format!("{method} {path}: status {}", r.status),
+        )?;
+        let body = r.json()?;
+        ensure(
+            body["error"]["code"] == "not_found" && body["error"]["message"] == "No such route.",
+            format!("{method} {path}: body {body}"),
+        )?;
+        ensure(
+            body["error"]["request_id"] == r.header("x-request-id")
+                && !r.header("x-request-id").is_empty(),
+            format!("{method} {path}: request id in body and header"),
+        )?;
+        for (name, want) in SECURITY_HEADERS {
+            ensure(
+                r.header(name) == *want,
+                format!("{method} {path}: {name} = {:?}", r.header(name)),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn access_log_is_json_without_query(rt: &Runtime) -> Result<(), Failed> {
@@ -662,11 +743,20 @@ fn debug_routes_in_development(rt: &Runtime) -> Result<(), Failed> {
         !r.body.contains(ADMIN_TOKEN),
         "config summary shows a secret value",
     )?;
+    // The summary lists what this function reads and is set: CORS_ORIGINS is; ADMIN_TOKEN is
+    // set in the environment too, but health does not read it (only the functions whose
+    // catalog entry needs it do), so it is absent on both runtimes alike.
+    let set = body["variables_set"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     ensure(
-        body["variables_set"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|n| n == "ADMIN_TOKEN")),
-        format!("summary names set variables: {body}"),
+        set.iter().any(|n| n == "CORS_ORIGINS") && set.iter().any(|n| n == "ENVIRONMENT"),
+        format!("summary names the set variables health reads: {body}"),
+    )?;
+    ensure(
+        !set.iter().any(|n| n == "ADMIN_TOKEN"),
+        format!("health does not read ADMIN_TOKEN: {body}"),
     )?;
     let r = call(
         rt,
@@ -776,6 +866,18 @@ fn errors_reach_sentry(rt: &Runtime) -> Result<(), Failed> {
     ensure(
         auth.contains("sentry_version=7") && auth.contains("sentry_key=e2esentrykey"),
         format!("x-sentry-auth {auth:?}"),
+    )?;
+    let length = event
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    ensure(
+        length == Some(event.body.len()),
+        format!(
+            "the envelope is sent with a Content-Length equal to its size (got {length:?}, body {} bytes)",
+            event.body.len()
+        ),
     )?;
     let lines: Vec<&str> = event.body.lines().collect();
     ensure(lines.len() == 3, format!("envelope lines: {}", lines.len()))?;
@@ -913,6 +1015,9 @@ fn main() {
             eprintln!("e2e: {} skipped: {reason}", kind.name());
         }
         for profile in PROFILES {
+            if !profile.runtimes.is_empty() && !profile.runtimes.contains(&kind) {
+                continue;
+            }
             if let Some(reason) = &unavailable {
                 for (case, _) in profile.cases {
                     let name = format!(
@@ -931,6 +1036,7 @@ fn main() {
                 let run = *run;
                 let vars = profile.vars;
                 let probe = profile.probe;
+                let dev_args = profile.dev_args;
                 let name = format!("{}::{}::{case}", kind.name(), profile.name);
                 trials.push(Trial::test(name, move || {
                     // Cases of one profile run one at a time on one shared instance.
@@ -949,7 +1055,7 @@ fn main() {
                         }
                         let vars: Vec<(&str, &str)> =
                             vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                        Runtime::start(kind, &vars, probe, Duration::from_secs(240))
+                        Runtime::start(kind, &vars, probe, dev_args, Duration::from_secs(240))
                     });
                     match rt {
                         Ok(rt) => run(rt),

@@ -187,43 +187,91 @@ fn scripts_know_every_function() {
     assert_eq!(listed, functions());
 }
 
-#[test]
-fn every_variable_a_function_requires_anywhere_is_declared_for_its_spin_component() {
-    use secrets_catalog::{catalog, Environment, Function};
-    let spin = read_toml("spin.toml");
+/// The variables (lower case) a component must declare: what its function reads per the
+/// secrets catalog, plus the test-only probe's extra.
+fn expected_variables(component: &str) -> Vec<String> {
+    use secrets_catalog::{reads, Function};
+    let (function, extra): (Function, &[&str]) = match component {
+        "kv-probe" => (Function::Health, &["ADMIN_TOKEN"]),
+        name => (
+            Function::from_name(name)
+                .unwrap_or_else(|| panic!("component {name} is not a function the catalog knows")),
+            &[],
+        ),
+    };
+    let mut names: Vec<String> = reads(function)
+        .map(|e| e.name.to_ascii_lowercase())
+        .chain(extra.iter().map(|n| n.to_ascii_lowercase()))
+        .collect();
+    names.sort();
+    names
+}
+
+fn check_spin_variables(manifest: &str) {
+    use secrets_catalog::entry;
+    let spin = read_toml(manifest);
     let components = spin["component"].as_table().cloned().unwrap_or_default();
     for (name, c) in &components {
-        let Some(function) = Function::from_name(name) else {
-            panic!("component {name} is not a function the catalog knows");
-        };
         let declared = c
             .get("variables")
             .and_then(|v| v.as_table())
             .cloned()
             .unwrap_or_default();
-        for entry in catalog() {
-            let required = [
-                Environment::Development,
-                Environment::Staging,
-                Environment::Production,
-            ]
-            .into_iter()
-            .any(|env| entry.is_required(function, env));
-            let key = entry.name.to_ascii_lowercase();
-            assert!(
-                !required || declared.contains_key(&key),
-                "{name} requires {} but spin.toml does not declare `{key}` for it",
-                entry.name
+        let mut keys: Vec<String> = declared.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            expected_variables(name),
+            "{manifest}: component {name} must declare exactly the variables its function reads"
+        );
+        for (key, value) in &declared {
+            assert_eq!(
+                value.as_str(),
+                Some(format!("{{{{ {key} }}}}").as_str()),
+                "{manifest}: {name}.{key} maps the application variable of the same name"
             );
-            if entry.secret && declared.contains_key(&key) {
-                let app = &spin["variables"][key.as_str()];
-                assert_eq!(
-                    app.get("secret").and_then(|s| s.as_bool()),
-                    Some(true),
-                    "secret {} must be declared `secret = true`",
-                    entry.name
-                );
-            }
+            let upper = key.to_ascii_uppercase();
+            let secret = entry(&upper).is_some_and(|e| e.secret);
+            let app = &spin["variables"][key.as_str()];
+            assert_eq!(
+                app.get("secret").and_then(|s| s.as_bool()).unwrap_or(false),
+                secret,
+                "{manifest}: {upper} must be declared `secret = true` exactly when the catalog says it is a secret"
+            );
+            assert_eq!(
+                app.get("default").and_then(|d| d.as_str()),
+                Some(""),
+                "{manifest}: {upper} defaults to empty (unset: the catalog decides, never the manifest)"
+            );
         }
     }
+}
+
+#[test]
+fn each_spin_component_declares_exactly_the_variables_its_function_reads() {
+    check_spin_variables("spin.toml");
+    check_spin_variables("tests/kv-probe/spin.toml");
+}
+
+#[test]
+fn no_deployable_worker_pins_a_setting_in_its_vars() {
+    // A pinned ENVIRONMENT = "development" once shipped to production with every deploy.
+    let wrangler = read_toml("wrangler.toml");
+    let envs = wrangler["env"].as_table().cloned().unwrap_or_default();
+    for name in functions() {
+        let vars = envs[&name].get("vars").and_then(|v| v.as_table()).cloned();
+        assert!(
+            vars.is_none_or(|v| v.is_empty()),
+            "[env.{name}.vars] pins settings; they come from the deployment or scripts/dev"
+        );
+    }
+}
+
+#[test]
+fn unknown_paths_reach_a_function_on_spin_and_in_the_dev_router() {
+    let spin = read_toml("spin.toml");
+    assert!(
+        spin_routes(&spin).contains_key("/..."),
+        "spin.toml needs a catch-all /... route so unknown paths get the structured 404"
+    );
 }

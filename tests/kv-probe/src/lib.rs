@@ -38,6 +38,8 @@ impl Function for KvProbe {
     const NAME: &'static str = "kv-probe";
     // The probe measures the store itself: 640 concurrent increments must not meet a 429.
     const RATE_LIMITED: bool = false;
+    // The suite puts a secret in a logged path and checks it never reaches the logs.
+    const EXTRA_VARIABLES: &'static [&'static str] = &["ADMIN_TOKEN"];
 
     async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error> {
         if req.uri().path() == "/__kv/fail" {

@@ -2,7 +2,7 @@
 //! including which secrets we generate ourselves and in which encoding, so the scripts
 //! (`setup-secrets`) derive their plan from the catalog instead of a list of their own.
 
-use secrets_catalog::{catalog, Entry, Environment, Format, Function, Rotation, Strength};
+use secrets_catalog::{catalog, Entry, Environment, Format, Function, Rotation, Scope, Strength};
 use serde::Serialize;
 
 /// How a generated secret is encoded: what the consumer of the key accepts.
@@ -90,19 +90,19 @@ fn format_code(format: Format) -> &'static str {
         Format::Integer { .. } => "integer",
         Format::OriginList => "origin_list",
         Format::HostList => "host_list",
+        Format::IpList => "ip_list",
         Format::Phone => "phone",
         Format::Email => "email",
         Format::BusinessHours => "business_hours",
     }
 }
 
-/// `edge`, `proxy` or `both`. The catalog's `Scope` type is not exported, so this reads its
-/// `Debug` name, which the catalog derives and names exactly so.
+/// `edge`, `proxy` or `both`.
 fn scope_code(entry: &Entry) -> &'static str {
-    match format!("{:?}", entry.scope).as_str() {
-        "Proxy" => "proxy",
-        "Both" => "both",
-        _ => "edge",
+    match entry.scope {
+        Scope::Proxy => "proxy",
+        Scope::Both => "both",
+        Scope::Edge => "edge",
     }
 }
 

@@ -347,11 +347,21 @@ mod tests {
 
     #[test]
     fn an_empty_development_config_for_health_is_ok() {
-        let r = run(&Source::from_pairs([]), &[Function::Health], today());
+        let r = run(
+            &Source::from_pairs([("ENVIRONMENT", "development")]),
+            &[Function::Health],
+            today(),
+        );
         assert_eq!(
             (r.status, r.exit_code, r.environment),
             (Status::Ok, 0, "development")
         );
+    }
+
+    #[test]
+    fn an_unset_environment_is_judged_as_production() {
+        let r = run(&Source::from_pairs([]), &[Function::Health], today());
+        assert_eq!((r.exit_code, r.environment), (2, "production"));
     }
 
     #[test]
@@ -385,6 +395,7 @@ mod tests {
     fn an_overdue_rotation_alone_is_a_warning_exit_1() {
         let r = run(
             &Source::from_pairs([
+                ("ENVIRONMENT", "development"),
                 ("JWT_SECRET_KEY", JWT),
                 ("JWT_SECRET_KEY_ROTATED_AT", "2026-01-01"),
             ]),

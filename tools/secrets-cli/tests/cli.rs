@@ -41,7 +41,7 @@ fn validate_exits_0_when_fine_1_on_warnings_and_2_on_errors() {
             "--today",
             "2026-11-22",
         ],
-        &format!("JWT_SECRET_KEY={JWT}\n"),
+        &format!("ENVIRONMENT=development\nJWT_SECRET_KEY={JWT}\n"),
     );
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
     let warn = cli(
@@ -54,7 +54,9 @@ fn validate_exits_0_when_fine_1_on_warnings_and_2_on_errors() {
             "--today",
             "2026-11-22",
         ],
-        &format!("JWT_SECRET_KEY={JWT}\nJWT_SECRET_KEY_ROTATED_AT=2025-01-01\n"),
+        &format!(
+            "ENVIRONMENT=development\nJWT_SECRET_KEY={JWT}\nJWT_SECRET_KEY_ROTATED_AT=2025-01-01\n"
+        ),
     );
     assert_eq!(warn.status.code(), Some(1), "{}", stdout(&warn));
     let err = cli(
