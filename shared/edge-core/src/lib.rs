@@ -19,12 +19,14 @@ pub mod kv;
 pub mod log;
 pub mod memory;
 pub mod ports;
+pub mod proxy;
 pub mod ratelimit;
 pub mod redact;
 pub mod request_id;
 pub mod respond;
 pub mod sentry;
 pub mod serve;
+pub mod timeout;
 
 pub use bytes::Bytes;
 pub use error::Error;

@@ -9,7 +9,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::kv::{self, Envelope};
-use crate::ports::{Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Variables};
+use crate::ports::{
+    Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Timer, Variables,
+};
 use crate::{Request, Response};
 
 /// A clock that only moves when told to. Cloning shares the time.
@@ -201,6 +203,44 @@ impl Variables for MemoryVars {
     }
 }
 
+/// A timer that never waits: it records each sleep and moves its clock forward by it.
+#[derive(Debug, Default)]
+pub struct MemoryTimer {
+    clock: FixedClock,
+    slept: RefCell<Vec<u64>>,
+}
+
+impl MemoryTimer {
+    /// A timer advancing `clock`.
+    pub fn with_clock(clock: FixedClock) -> Self {
+        Self {
+            clock,
+            slept: RefCell::default(),
+        }
+    }
+
+    /// Every sleep requested so far, in milliseconds.
+    pub fn slept(&self) -> Vec<u64> {
+        self.slept.borrow().clone()
+    }
+}
+
+impl Timer for MemoryTimer {
+    async fn sleep(&self, ms: u64) {
+        self.slept.borrow_mut().push(ms);
+        self.clock.advance(ms);
+    }
+}
+
+/// One scripted answer of [`MemoryHttp`].
+#[derive(Debug)]
+pub enum Reply {
+    /// Answer this (or fail like this).
+    Now(Result<Response, PortError>),
+    /// Never answer (a hung server): only a deadline ends the call.
+    Hang,
+}
+
 /// Outbound HTTP that records every request and answers from a queue (404 when empty).
 #[derive(Debug, Default)]
 pub struct MemoryHttp {
@@ -208,11 +248,19 @@ pub struct MemoryHttp {
     pub sent: RefCell<Vec<Request>>,
     /// Responses to give, in order.
     pub replies: RefCell<VecDeque<Result<Response, PortError>>>,
+    /// Scripted answers taking precedence over `replies` (hangs included).
+    pub script: RefCell<VecDeque<Reply>>,
 }
 
 impl HttpClient for MemoryHttp {
     async fn send(&self, req: Request) -> Result<Response, PortError> {
         self.sent.borrow_mut().push(req);
+        let scripted = self.script.borrow_mut().pop_front();
+        match scripted {
+            Some(Reply::Now(r)) => return r,
+            Some(Reply::Hang) => std::future::pending::<()>().await,
+            None => {}
+        }
         self.replies.borrow_mut().pop_front().unwrap_or_else(|| {
             let mut resp = Response::new(crate::Bytes::new());
             *resp.status_mut() = http::StatusCode::NOT_FOUND;
@@ -244,7 +292,7 @@ impl LogSink for MemoryLog {
 }
 
 /// Every port in memory, sharing one clock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryPlatform {
     /// Key-value store.
     pub kv: MemoryKv,
@@ -258,15 +306,27 @@ pub struct MemoryPlatform {
     pub http: MemoryHttp,
     /// Log lines.
     pub log: MemoryLog,
+    /// Timer sharing `clock`.
+    pub timer: MemoryTimer,
+}
+
+impl Default for MemoryPlatform {
+    fn default() -> Self {
+        Self::with_clock(FixedClock::default())
+    }
 }
 
 impl MemoryPlatform {
-    /// A platform whose store and clock share `clock`.
+    /// A platform whose store, timer and clock share `clock`.
     pub fn with_clock(clock: FixedClock) -> Self {
         Self {
             kv: MemoryKv::with_clock(clock.clone()),
+            timer: MemoryTimer::with_clock(clock.clone()),
             clock,
-            ..Self::default()
+            vars: MemoryVars::default(),
+            random: SeqRandom::default(),
+            http: MemoryHttp::default(),
+            log: MemoryLog::default(),
         }
     }
 }
@@ -274,6 +334,10 @@ impl MemoryPlatform {
 impl Platform for MemoryPlatform {
     type Kv = MemoryKv;
     type Http = MemoryHttp;
+    type Timer = MemoryTimer;
+    fn timer(&self) -> &MemoryTimer {
+        &self.timer
+    }
     fn kv(&self) -> &MemoryKv {
         &self.kv
     }

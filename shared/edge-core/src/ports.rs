@@ -105,6 +105,18 @@ pub trait Clock {
     fn now_unix_ms(&self) -> u64;
 }
 
+/// Waiting.
+///
+/// # Contract
+/// `sleep(ms)` completes after at least `ms` milliseconds of the platform's time (Spin: the
+/// monotonic clock; Workers: `setTimeout`, which only advances across I/O; tests: at once,
+/// moving the fixed clock forward). Dropping the future cancels the wait. Used for deadlines
+/// ([`crate::timeout`]) and retry jitter, never to poll.
+pub trait Timer {
+    /// Waits `ms` milliseconds.
+    async fn sleep(&self, ms: u64);
+}
+
 /// Cryptographically secure randomness.
 ///
 /// # Contract
@@ -120,7 +132,9 @@ pub trait Random {
 /// # Contract
 /// Sends the request as given (absolute URI) and returns whatever status the server answered:
 /// a 4xx or 5xx is `Ok`. `Err(PortError::Unavailable)` for connection failures, timeouts and
-/// hosts the platform does not allow (Spin's `allowed_outbound_hosts`).
+/// hosts the platform does not allow (Spin's `allowed_outbound_hosts`). A request body is
+/// sent with a `Content-Length`, never chunked. No deadline of its own: callers bound it
+/// with [`crate::timeout::within`], and dropping the future abandons the request.
 pub trait HttpClient {
     /// Sends `req` and returns the full response.
     async fn send(&self, req: Request) -> Result<Response, PortError>;
@@ -142,6 +156,8 @@ pub trait Platform {
     type Kv: KeyValue;
     /// The outbound HTTP adapter.
     type Http: HttpClient;
+    /// The timer adapter.
+    type Timer: Timer;
     /// Key-value storage.
     fn kv(&self) -> &Self::Kv;
     /// Variables and secrets.
@@ -154,4 +170,6 @@ pub trait Platform {
     fn http(&self) -> &Self::Http;
     /// Log output.
     fn log(&self) -> &dyn LogSink;
+    /// Waiting (deadlines, jitter).
+    fn timer(&self) -> &Self::Timer;
 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_core::kv::{self, Envelope};
 use edge_core::ports::{
-    Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Variables,
+    Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Timer, Variables,
 };
 use edge_core::{Bytes, Request, Response};
 use spin_sdk::key_value::Store;
@@ -196,6 +196,35 @@ impl HttpClient for SpinHttp {
     }
 }
 
+/// Sleeps on WASI's monotonic clock, driven by spin-sdk's executor (the same event loop that
+/// drives outbound HTTP, so a deadline can race a request).
+pub struct SpinTimer;
+
+impl Timer for SpinTimer {
+    async fn sleep(&self, ms: u64) {
+        use wasi::clocks::monotonic_clock;
+        let deadline = monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000));
+        let mut token: Option<spin_executor::CancelToken> = None;
+        std::future::poll_fn(|cx| {
+            if monotonic_clock::now() >= deadline {
+                if let Some(t) = token.take() {
+                    t.cancel();
+                }
+                return std::task::Poll::Ready(());
+            }
+            let pollable = monotonic_clock::subscribe_instant(deadline);
+            if let Some(t) = token.replace(spin_executor::push_waker_and_get_token(
+                pollable,
+                cx.waker().clone(),
+            )) {
+                t.cancel();
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+    }
+}
+
 /// Log lines to stdout, which Spin collects per component.
 struct SpinLog;
 
@@ -208,6 +237,10 @@ impl LogSink for SpinLog {
 impl Platform for SpinPlatform {
     type Kv = SpinKv;
     type Http = SpinHttp;
+    type Timer = SpinTimer;
+    fn timer(&self) -> &SpinTimer {
+        &SpinTimer
+    }
     fn kv(&self) -> &SpinKv {
         &self.kv
     }

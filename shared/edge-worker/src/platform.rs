@@ -1,7 +1,7 @@
 //! The edge-core ports on Workers: key-value through the Durable Object client, vars and
 //! secrets, `Date.now()`, `crypto.getRandomValues`, `fetch`, and console logs.
 
-use edge_core::ports::{Clock, HttpClient, LogSink, Platform, PortError, Random, Variables};
+use edge_core::ports::{Clock, HttpClient, LogSink, Platform, PortError, Random, Timer, Variables};
 use edge_core::{Bytes, Request, Response};
 
 use crate::store::DoKv;
@@ -91,6 +91,15 @@ impl HttpClient for WorkerHttp {
     }
 }
 
+/// `setTimeout` through workers-rs' `Delay`.
+pub struct WorkerTimer;
+
+impl Timer for WorkerTimer {
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 /// `console.log`, which Workers Logs and `wrangler tail` collect.
 struct WorkerLog;
 
@@ -103,6 +112,10 @@ impl LogSink for WorkerLog {
 impl Platform for WorkerPlatform {
     type Kv = DoKv;
     type Http = WorkerHttp;
+    type Timer = WorkerTimer;
+    fn timer(&self) -> &WorkerTimer {
+        &WorkerTimer
+    }
     fn kv(&self) -> &DoKv {
         &self.kv
     }
