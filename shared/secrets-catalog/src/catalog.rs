@@ -279,7 +279,7 @@ const fn scoped(entry: Entry, scope: Scope) -> Entry {
 
 const NONE: &[Need] = &[];
 
-static CATALOG: [Entry; 36] = [
+static CATALOG: [Entry; 44] = [
     // AI providers
     secret(
         "OPENAI_API_KEY",
@@ -339,6 +339,15 @@ static CATALOG: [Entry; 36] = [
         Category::Security,
         "HS256 key signing session JWTs; at least 32 random bytes.",
         &[Need { functions: &[Login, Logout], environments: ALL_ENVS }],
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "JWT_SECRET_KEY_PREVIOUS",
+        Category::Security,
+        "The JWT key being rotated out: tokens it signed still verify (never used to sign), so the key can rotate without logging everyone out. Remove it once its tokens have expired.",
+        NONE,
         Format::KeyMaterial { min_bytes: 32 },
         SECURITY_SCORE,
         SEC,
@@ -554,6 +563,62 @@ static CATALOG: [Entry; 36] = [
         None,
     ),
     setting(
+        "JWT_EXPIRATION_MINUTES",
+        Category::Application,
+        "Absolute lifetime of a staff session token, in minutes.",
+        NONE,
+        Format::Integer { min: 1, max: 1440 },
+        Some("60"),
+    ),
+    setting(
+        "SESSION_IDLE_MINUTES",
+        Category::Application,
+        "A session unused for this many minutes ends (sliding; refreshed at most once a minute).",
+        NONE,
+        Format::Integer { min: 1, max: 1440 },
+        Some("30"),
+    ),
+    setting(
+        "JWT_ISSUER",
+        Category::Application,
+        "`iss` of the session tokens this deployment issues and accepts.",
+        NONE,
+        Format::Identifier { max: 100 },
+        Some("assistant-edge"),
+    ),
+    setting(
+        "JWT_AUDIENCE",
+        Category::Application,
+        "`aud` of the session tokens this deployment issues and accepts.",
+        NONE,
+        Format::Identifier { max: 100 },
+        Some("assistant-edge-dashboard"),
+    ),
+    setting(
+        "LOGIN_MAX_FAILURES_PER_USER",
+        Category::Application,
+        "Failed logins per username within the lockout window before further attempts get 429 without a password check.",
+        NONE,
+        Format::Integer { min: 1, max: 1000 },
+        Some("5"),
+    ),
+    setting(
+        "LOGIN_MAX_FAILURES_PER_IP",
+        Category::Application,
+        "Failed logins per client address within the lockout window before further attempts get 429.",
+        NONE,
+        Format::Integer { min: 1, max: 10_000 },
+        Some("20"),
+    ),
+    setting(
+        "LOGIN_LOCKOUT_MINUTES",
+        Category::Application,
+        "Length of the window in which failed logins are counted (and of a lockout), minutes.",
+        NONE,
+        Format::Integer { min: 1, max: 1440 },
+        Some("15"),
+    ),
+    setting(
         "RATE_LIMIT_PER_MINUTE",
         Category::Application,
         "Sustained requests per minute per client.",
@@ -630,6 +695,28 @@ const EDGE_COMMON: &[&str] = &[
 
 /// Optional entries a function reads beyond [`EDGE_COMMON`] and what it requires.
 const OPTIONAL_READS: &[(&str, &[Function])] = &[
+    // The session check: every function with a protected route.
+    ("JWT_SECRET_KEY", &[HealthComprehensive, HealthSecrets]),
+    (
+        "JWT_SECRET_KEY_PREVIOUS",
+        &[Login, Logout, HealthComprehensive, HealthSecrets],
+    ),
+    (
+        "SESSION_IDLE_MINUTES",
+        &[Login, Logout, HealthComprehensive, HealthSecrets],
+    ),
+    (
+        "JWT_ISSUER",
+        &[Login, Logout, HealthComprehensive, HealthSecrets],
+    ),
+    (
+        "JWT_AUDIENCE",
+        &[Login, Logout, HealthComprehensive, HealthSecrets],
+    ),
+    ("JWT_EXPIRATION_MINUTES", &[Login]),
+    ("LOGIN_MAX_FAILURES_PER_USER", &[Login]),
+    ("LOGIN_MAX_FAILURES_PER_IP", &[Login]),
+    ("LOGIN_LOCKOUT_MINUTES", &[Login]),
     ("ANTHROPIC_API_KEY", &[Webhook, HealthComprehensive]),
     ("GROQ_API_KEY", &[Webhook, HealthComprehensive]),
     ("GOOGLE_API_KEY", &[HealthComprehensive]),

@@ -77,6 +77,8 @@ pub struct Runtime {
     pub logs: PathBuf,
     /// Base URL of the test-only key-value probe (`tests/kv-probe`).
     pub probe: String,
+    /// The real pg-proxy this runtime's functions use, for profiles that need one.
+    pub proxy: Option<std::sync::Mutex<ProxyServer>>,
     /// Key-value state of this run (a temporary directory).
     state: PathBuf,
     /// Keep logs and state after teardown (set by [`Runtime::keep_files`]).
@@ -120,6 +122,7 @@ impl Runtime {
             base: format!("http://127.0.0.1:{port}"),
             logs: root.join(format!(".dev/run-{port}/logs")),
             probe: String::new(),
+            proxy: None,
             state,
             keep: false,
             child,
@@ -170,6 +173,14 @@ impl Runtime {
                     runtime.logs.display()
                 ));
             }
+        }
+    }
+
+    /// The proxy of this runtime; panics in a profile that has none (a suite bug).
+    pub fn proxy(&self) -> std::sync::MutexGuard<'_, ProxyServer> {
+        match &self.proxy {
+            Some(p) => p.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            None => panic!("this profile runs without a proxy"),
         }
     }
 
@@ -355,4 +366,191 @@ impl FakeServer {
     pub fn received(&self) -> Vec<Recorded> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
+}
+
+/// A real pg-proxy (`services/pg-proxy/target/debug/pg-proxy`, built by `scripts/build
+/// --proxy`) on a free loopback port with a fresh Postgres database of its own, started and
+/// stopped by the suite itself so cases can take it away and bring it back. The functions
+/// reach it through `PROXY_URL` and sign with [`ProxyServer::HMAC_KEY`].
+pub struct ProxyServer {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its database (dropped when the server is dropped).
+    pub database: String,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ProxyServer {
+    /// The suite's signing key (random, used by no deployment).
+    pub const HMAC_KEY: &'static str =
+        "5b1f0d6e0c3a4e7d9b2f81a6c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5";
+
+    fn binary() -> PathBuf {
+        repo_root().join("services/pg-proxy/target/debug/pg-proxy")
+    }
+
+    /// Why a proxy cannot run here, if it cannot.
+    pub fn unavailable_reason() -> Option<String> {
+        if !Self::binary().exists() {
+            return Some("pg-proxy not built (run scripts/build --proxy)".into());
+        }
+        let ok = Command::new("pg_isready")
+            .args(["-q", "-h", "127.0.0.1", "-p", "5432"])
+            .status()
+            .is_ok_and(|s| s.success());
+        (!ok).then(|| "PostgreSQL not answering on 127.0.0.1:5432".into())
+    }
+
+    fn admin_url(db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{db}")
+    }
+
+    /// Creates a fresh database and starts the proxy on it.
+    pub fn start() -> Result<Self, String> {
+        let port = free_port()?;
+        let database = format!("e2e_proxy_{}_{port}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE \"{database}\""))?;
+        let log = std::env::temp_dir().join(format!("assistant-edge-e2e-proxy-{port}.log"));
+        let mut server = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            database,
+            port,
+            log,
+            child: None,
+        };
+        server.resume()?;
+        Ok(server)
+    }
+
+    /// Starts the process again after [`ProxyServer::stop`] (same port, same database).
+    pub fn resume(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(Self::binary())
+            .arg("serve")
+            .env("DATABASE_URL", Self::admin_url(&self.database))
+            .env("PROXY_HMAC_KEY", Self::HMAC_KEY)
+            .env("PORT", self.port.to_string())
+            .env("PROXY_BIND", "127.0.0.1")
+            .env("PROXY_AUDIENCE", "127.0.0.1")
+            .env("ENVIRONMENT", "development")
+            .env("DB_POOL_MIN_SIZE", "2")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("spawn pg-proxy: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if client()
+                .get(format!("{}/api/v1/health", self.url))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "pg-proxy did not answer within 60 s; log {}",
+            self.log.display()
+        ))
+    }
+
+    /// Stops the process (SIGKILL: an outage, not a shutdown); the database stays.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the proxy's `create-user` (password on stdin, never argv).
+    pub fn create_user(&self, username: &str, password: &str, role: &str) -> Result<(), String> {
+        use std::io::Write;
+        let mut child = Command::new(Self::binary())
+            .args([
+                "create-user",
+                "--username",
+                username,
+                "--role",
+                role,
+                "--password-stdin",
+            ])
+            .env("DATABASE_URL", Self::admin_url(&self.database))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawn pg-proxy create-user: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{password}").map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "create-user {username}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// One SQL query on the proxy's database, rows as `|`-separated text (for assertions on
+    /// what was stored, e.g. audit events).
+    pub fn query(&self, sql: &str) -> Result<Vec<String>, String> {
+        psql(&self.database, sql)
+    }
+
+    /// The proxy's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database),
+        );
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Runs `sql` with psql as the postgres user on `db`; rows as `|`-separated lines.
+fn psql(db: &str, sql: &str) -> Result<Vec<String>, String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-AtX",
+            "-c",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("psql: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use e2e::{client, FakeServer, Kind, Runtime};
+use e2e::{client, FakeServer, Kind, ProxyServer, Runtime};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Case = fn(&Runtime) -> Result<(), Failed>;
@@ -38,6 +38,8 @@ struct Profile {
     dev_args: &'static [&'static str],
     /// Whether the key-value probe runs beside the functions.
     probe: bool,
+    /// Whether a real pg-proxy (fresh database) runs for the functions.
+    proxy: bool,
     vars: &'static [(&'static str, &'static str)],
     cases: &'static [(&'static str, Case)],
 }
@@ -48,6 +50,7 @@ const PROFILES: &[Profile] = &[
         runtimes: &[],
         dev_args: &[],
         probe: true,
+        proxy: false,
         vars: &[
             ("ENVIRONMENT", "development"),
             ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
@@ -131,6 +134,7 @@ const PROFILES: &[Profile] = &[
         runtimes: &[],
         dev_args: &[],
         probe: false,
+        proxy: false,
         vars: &[
             ("ENVIRONMENT", "production"),
             ("DEBUG", "false"),
@@ -164,6 +168,7 @@ const PROFILES: &[Profile] = &[
         runtimes: &[],
         dev_args: &[],
         probe: false,
+        proxy: false,
         vars: &[("ENVIRONMENT", "production"), ("DEBUG", "true")],
         cases: &[
             (
@@ -183,6 +188,7 @@ const PROFILES: &[Profile] = &[
         runtimes: &[Kind::Spin],
         dev_args: &["--spin-runtime-config", "spin/runtime-config.redis.toml"],
         probe: true,
+        proxy: false,
         vars: &[
             ("ENVIRONMENT", "development"),
             ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
@@ -1011,6 +1017,7 @@ fn main() {
             std::process::exit(2);
         };
         let unavailable = kind.unavailable_reason();
+        let proxy_unavailable = ProxyServer::unavailable_reason();
         if let Some(reason) = &unavailable {
             eprintln!("e2e: {} skipped: {reason}", kind.name());
         }
@@ -1018,6 +1025,9 @@ fn main() {
             if !profile.runtimes.is_empty() && !profile.runtimes.contains(&kind) {
                 continue;
             }
+            let unavailable = unavailable
+                .clone()
+                .or_else(|| proxy_unavailable.clone().filter(|_| profile.proxy));
             if let Some(reason) = &unavailable {
                 for (case, _) in profile.cases {
                     let name = format!(
@@ -1037,6 +1047,7 @@ fn main() {
                 let vars = profile.vars;
                 let probe = profile.probe;
                 let dev_args = profile.dev_args;
+                let with_proxy = profile.proxy;
                 let name = format!("{}::{}::{case}", kind.name(), profile.name);
                 trials.push(Trial::test(name, move || {
                     // Cases of one profile run one at a time on one shared instance.
@@ -1053,9 +1064,20 @@ fn main() {
                                 format!("http://e2esentrykey@127.0.0.1:{port}/7"),
                             ));
                         }
+                        let proxy = if with_proxy {
+                            let p = ProxyServer::start()?;
+                            vars.push(("PROXY_URL".into(), p.url.clone()));
+                            vars.push(("PROXY_HMAC_KEY".into(), ProxyServer::HMAC_KEY.into()));
+                            Some(p)
+                        } else {
+                            None
+                        };
                         let vars: Vec<(&str, &str)> =
                             vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                        Runtime::start(kind, &vars, probe, dev_args, Duration::from_secs(240))
+                        let mut rt =
+                            Runtime::start(kind, &vars, probe, dev_args, Duration::from_secs(240))?;
+                        rt.proxy = proxy.map(Mutex::new);
+                        Ok(rt)
                     });
                     match rt {
                         Ok(rt) => run(rt),
