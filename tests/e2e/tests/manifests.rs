@@ -58,8 +58,8 @@ fn spin_manifest_is_v2_with_one_component_per_function() {
         let crate_file = format!("fn_{}", name.replace('-', "_"));
         assert_eq!(
             c["source"].as_str(),
-            Some(format!("target/wasm32-wasip2/release/{crate_file}.wasm").as_str()),
-            "{name}: source is the crate's wasip2 release artifact"
+            Some(format!("target/wasm32-wasip2/spin/{crate_file}.wasm").as_str()),
+            "{name}: source is the crate's wasip2 artifact of the `spin` profile"
         );
         assert!(
             c.get("allowed_outbound_hosts").is_some(),
@@ -68,7 +68,7 @@ fn spin_manifest_is_v2_with_one_component_per_function() {
         let build = c["build"]["command"].as_str().unwrap_or_default();
         assert!(
             build.contains("--target wasm32-wasip2")
-                && build.contains("--release")
+                && build.contains("--profile spin")
                 && build.contains(&format!("-p fn-{name}"))
                 && build.contains("--features spin"),
             "{name}: build command {build:?}"
