@@ -1,25 +1,39 @@
 //! Loopback benchmark driver for scripts/bench-proxy (not part of CI).
 //!
-//! For one write op (message insert) and one read op (recent history of a contact) it
-//! measures throughput and p50/p99 latency over three paths: through pg-proxy (signed HTTP),
-//! the same SQL straight over tokio-postgres, and the same SQL through PgBouncer. Every run is
-//! bounded by a request count and a wall-clock cap. Prints a Markdown report on stdout.
+//! For one write op (message insert) and one read op (the 20 most recent messages of a
+//! contact) it measures throughput and p50/p99 latency over three paths: through pg-proxy
+//! (V2-signed HTTP/1.1 on kept-alive connections, one per client), the same SQL straight over
+//! tokio-postgres, and the same SQL through PgBouncer. The three paths run back to back in
+//! each round, so each round's ratios compare figures taken under the same machine load;
+//! several rounds are run and the report gives every round's ratios and their median. A
+//! second part measures latency at one client (p50 added by the proxy over direct
+//! tokio-postgres). Every run is bounded by a request count and a wall-clock cap. Prints a
+//! Markdown report on stdout.
 //!
-//! Environment: BENCH_PROXY_URL, BENCH_HMAC_KEY, BENCH_DIRECT_URL, BENCH_BOUNCER_URL,
-//! BENCH_REQUESTS (per op and path, default 10000), BENCH_CONCURRENCY (default 16),
-//! BENCH_MAX_SECS (cap per run, default 30).
+//! Environment: BENCH_PROXY_URL, BENCH_HMAC_KEY, BENCH_AUDIENCE (default 127.0.0.1),
+//! BENCH_DIRECT_URL, BENCH_BOUNCER_URL, BENCH_REQUESTS (per op and path, default 10000),
+//! BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 3), BENCH_LATENCY_REQUESTS (default
+//! 2000), BENCH_MAX_SECS (cap per run, default 30). BENCH_ONLY=<path>-<op> (path proxy,
+//! direct or bouncer; op read or write) runs only that load for BENCH_MAX_SECS (for
+//! profiling) and prints one line.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use proxy_auth::SigningKey;
 use serde_json::json;
+use tokio::sync::Mutex;
 
 const CONTACT: &str = "5511900000000@s.whatsapp.net";
 
-// The statements pg-proxy runs for these two operations (src/store.rs), minus the replay
-// cache insert that every signed request adds.
+// The operation SQL pg-proxy runs for these two operations (src/store.rs) without the nonce
+// that the proxy's write statement also records: the baselines have no replay protection.
 const INSERT_SQL: &str = "WITH ins AS (
      INSERT INTO messages
          (provider_message_id, instance, contact, direction, body, push_name, sent_at)
@@ -62,6 +76,7 @@ enum Op {
     Read,
 }
 
+#[derive(Clone)]
 struct Stats {
     n: usize,
     errors: usize,
@@ -94,19 +109,21 @@ fn summarise(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats 
     }
 }
 
-/// Runs `total` operations over `conc` workers, each calling `f(i)`; stops early at `cap`.
-async fn drive<F, Fut>(total: usize, conc: usize, cap: Duration, f: F) -> Stats
+/// Runs `total` operations over `workers.len()` workers, worker `w` calling `f(&workers[w],
+/// i)`; stops early at `cap`.
+async fn drive<W, F, Fut>(workers: Vec<W>, total: usize, cap: Duration, f: F) -> Stats
 where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let f = Arc::new(f);
     let started = Instant::now();
-    let workers: Vec<_> = (0..conc)
+    let tasks: Vec<_> = workers
+        .into_iter()
         .map(|w| {
-            let next = next.clone();
-            let f = f.clone();
+            let (next, f, w) = (next.clone(), f.clone(), Arc::new(w));
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
@@ -116,7 +133,7 @@ where
                         break;
                     }
                     let t = Instant::now();
-                    if f(w, i).await {
+                    if f(w.clone(), i).await {
                         lat.push(t.elapsed());
                     } else {
                         errors += 1;
@@ -128,37 +145,27 @@ where
         .collect();
     let mut all = Vec::new();
     let mut errors = 0;
-    for w in workers {
-        let (l, e) = w.await.unwrap();
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
         all.extend(l);
         errors += e;
     }
     summarise(all, errors, started.elapsed())
 }
 
-async fn pg_clients(url: &str, n: usize) -> Vec<Arc<tokio_postgres::Client>> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        tokio::spawn(conn);
-        out.push(Arc::new(c));
-    }
-    out
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    c
 }
 
-async fn run_sql(
-    url: &str,
-    op: Op,
-    tag: &'static str,
-    total: usize,
-    conc: usize,
-    cap: Duration,
-) -> Stats {
+async fn run_sql(url: &str, op: Op, tag: &str, total: usize, conc: usize, cap: Duration) -> Stats {
     // Each client prepares the statement once, as pg-proxy's statement cache does.
-    let mut prepared = Vec::new();
-    for c in pg_clients(url, conc).await {
+    let mut workers = Vec::new();
+    for _ in 0..conc {
+        let c = pg_client(url).await;
         let stmt = c
             .prepare(if op == Op::Write {
                 INSERT_SQL
@@ -167,13 +174,13 @@ async fn run_sql(
             })
             .await
             .unwrap();
-        prepared.push((c, stmt));
+        workers.push((c, stmt));
     }
-    let prepared = Arc::new(prepared);
-    drive(total, conc, cap, move |w, i| {
-        let prepared = prepared.clone();
+    let tag = Arc::new(format!("{tag}-{}", now()));
+    drive(workers, total, cap, move |w, i| {
+        let tag = tag.clone();
         async move {
-            let (c, stmt) = &prepared[w];
+            let (c, stmt) = &*w;
             match op {
                 Op::Write => {
                     let id = format!("{tag}-{i}");
@@ -199,36 +206,52 @@ async fn run_sql(
     .await
 }
 
-async fn run_proxy(
-    base: &str,
+/// One kept-alive HTTP/1.1 connection per client, as an edge client with keep-alive holds.
+async fn http_conn(addr: SocketAddr) -> Mutex<SendRequest<Full<Bytes>>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    Mutex::new(sender)
+}
+
+fn nonce() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    proxy_auth::nonce_hex(&b).unwrap()
+}
+
+struct ProxyTarget {
+    addr: SocketAddr,
     key: SigningKey,
+    audience: String,
+}
+
+async fn run_proxy(
+    target: &Arc<ProxyTarget>,
     op: Op,
+    tag: &str,
     total: usize,
     conc: usize,
     cap: Duration,
 ) -> Stats {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conc)
-        .build()
-        .unwrap();
-    let base = Arc::new(base.to_owned());
-    let key = Arc::new(key);
-    let run_id = now();
-    drive(total, conc, cap, move |_, i| {
-        let client = client.clone();
-        let base = base.clone();
-        let key = key.clone();
+    let mut workers = Vec::new();
+    for _ in 0..conc {
+        workers.push(http_conn(target.addr).await);
+    }
+    let (target, tag) = (target.clone(), Arc::new(format!("{tag}-{}", now())));
+    drive(workers, total, cap, move |conn, i| {
+        let (target, tag) = (target.clone(), tag.clone());
         async move {
-            let rid = format!(
-                "bench-{run_id}-{}-{i}",
-                if op == Op::Write { "w" } else { "r" }
-            );
             let (method, path, body) = match op {
                 Op::Write => (
                     "POST",
                     "/v1/messages".to_owned(),
                     serde_json::to_vec(&json!({
-                        "provider_message_id": format!("proxy-{i}"), "instance": "bench",
+                        "provider_message_id": format!("{tag}-{i}"), "instance": "bench",
                         "contact": CONTACT, "direction": "inbound", "body": "bench message body",
                         "push_name": "Bench", "sent_at": now(),
                     }))
@@ -240,18 +263,13 @@ async fn run_proxy(
                     Vec::new(),
                 ),
             };
-            let nonce = {
-                use rand_core::RngCore;
-                let mut b = [0u8; 16];
-                rand_core::OsRng.fill_bytes(&mut b);
-                proxy_auth::nonce_hex(&b).unwrap()
-            };
+            let (nonce, rid) = (nonce(), format!("{tag}-{i}"));
             let signed = proxy_auth::sign_v2(
-                &key,
+                &target.key,
                 &proxy_auth::Call {
                     method,
                     path_and_query: &path,
-                    audience: "127.0.0.1",
+                    audience: &target.audience,
                     timestamp: now(),
                     nonce: &nonce,
                     request_id: &rid,
@@ -259,17 +277,41 @@ async fn run_proxy(
                 },
             )
             .unwrap();
-            let mut rb = client.request(method.parse().unwrap(), format!("{base}{path}"));
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(&path)
+                .header("host", target.audience.as_str());
             for (n, v) in signed.pairs() {
-                rb = rb.header(n, v);
+                req = req.header(n, v);
             }
             if !body.is_empty() {
-                rb = rb.header("content-type", "application/json").body(body);
+                req = req.header("content-type", "application/json");
             }
-            match rb.send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            let req = req.body(Full::new(Bytes::from(body))).unwrap();
+            let mut sender = conn.lock().await;
+            match sender.send_request(req).await {
+                Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
                 Err(_) => false,
             }
+        }
+    })
+    .await
+}
+
+async fn run_floor(target: &Arc<ProxyTarget>, total: usize, conc: usize, cap: Duration) -> Stats {
+    let mut workers = Vec::new();
+    for _ in 0..conc {
+        workers.push(http_conn(target.addr).await);
+    }
+    drive(workers, total, cap, move |conn, _| async move {
+        let req = hyper::Request::get("/api/v1/health")
+            .header("host", "bench")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let mut sender = conn.lock().await;
+        match sender.send_request(req).await {
+            Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
+            Err(_) => false,
         }
     })
     .await
@@ -279,18 +321,35 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let proxy = env("BENCH_PROXY_URL");
-    let key = SigningKey::from_hex(&env("BENCH_HMAC_KEY")).expect("BENCH_HMAC_KEY");
+    let target = Arc::new(ProxyTarget {
+        addr: proxy
+            .trim_start_matches("http://")
+            .parse()
+            .expect("BENCH_PROXY_URL is http://<ip>:<port>"),
+        key: SigningKey::from_hex(&env("BENCH_HMAC_KEY")).expect("BENCH_HMAC_KEY"),
+        audience: std::env::var("BENCH_AUDIENCE").unwrap_or_else(|_| "127.0.0.1".into()),
+    });
     let direct = env("BENCH_DIRECT_URL");
-    let bouncer = env("BENCH_BOUNCER_URL");
     let total = env_num("BENCH_REQUESTS", 10_000);
     let conc = env_num("BENCH_CONCURRENCY", 16);
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let lat_total = env_num("BENCH_LATENCY_REQUESTS", 2_000);
     let cap = Duration::from_secs(env_num("BENCH_MAX_SECS", 30) as u64);
 
     // Seed the read op's contact with history so every read returns 20 rows.
-    let seed = pg_clients(&direct, 1).await.remove(0);
+    let seed = pg_client(&direct).await;
     for i in 0..200 {
         seed.query(
             INSERT_SQL,
@@ -308,51 +367,75 @@ async fn main() {
         .unwrap();
     }
 
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        let op = if only.ends_with("-write") {
+            Op::Write
+        } else {
+            Op::Read
+        };
+        let s = match only.split('-').next() {
+            Some("direct") => run_sql(&direct, op, "only", usize::MAX, conc, cap).await,
+            Some("bouncer") => {
+                run_sql(&env("BENCH_BOUNCER_URL"), op, "only", usize::MAX, conc, cap).await
+            }
+            _ => run_proxy(&target, op, "only", usize::MAX, conc, cap).await,
+        };
+        println!(
+            "{only}: {:.0} req/s, p50 {} ms, p99 {} ms, {} errors",
+            s.rps(),
+            ms(s.p50),
+            ms(s.p99),
+            s.errors
+        );
+        return;
+    }
+    let bouncer = env("BENCH_BOUNCER_URL");
+
     // Warm-up (not measured): opens connections and fills statement caches on every path.
     let warm = Duration::from_secs(10);
-    run_proxy(&proxy, key.clone(), Op::Read, 200, conc, warm).await;
-    run_sql(&direct, Op::Read, "warm", 200, conc, warm).await;
-    run_sql(&bouncer, Op::Read, "warm", 200, conc, warm).await;
+    run_proxy(&target, Op::Read, "warm", 500, conc, warm).await;
+    run_proxy(&target, Op::Write, "warm", 500, conc, warm).await;
+    run_sql(&direct, Op::Read, "warm", 500, conc, warm).await;
+    run_sql(&bouncer, Op::Read, "warm", 500, conc, warm).await;
 
-    let mut rows = Vec::new();
-    for (op, name) in [
+    let ops = [
         (Op::Write, "write: insert message"),
         (Op::Read, "read: history, 20 rows"),
-    ] {
-        let d = run_sql(&direct, op, "direct", total, conc, cap).await;
-        let b = run_sql(&bouncer, op, "bouncer", total, conc, cap).await;
-        let p = run_proxy(&proxy, key.clone(), op, total, conc, cap).await;
-        rows.push((name, d, b, p));
+    ];
+    // Throughput at `conc` clients, `rounds` times; each round runs every path back to back.
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        for (op, name) in ops {
+            let tag = format!("r{round}");
+            let d = run_sql(&direct, op, &format!("direct-{tag}"), total, conc, cap).await;
+            let b = run_sql(&bouncer, op, &format!("bouncer-{tag}"), total, conc, cap).await;
+            let p = run_proxy(&target, op, &format!("proxy-{tag}"), total, conc, cap).await;
+            rows.push((round, name, d, b, p));
+        }
+    }
+    let floor = run_floor(&target, total, conc, cap).await;
+
+    // Latency at one client: what the proxy adds to a single caller's round trip.
+    let mut lat_rows = Vec::new();
+    for (op, name) in ops {
+        let d = run_sql(&direct, op, "lat-direct", lat_total, 1, cap).await;
+        let b = run_sql(&bouncer, op, "lat-bouncer", lat_total, 1, cap).await;
+        let p = run_proxy(&target, op, "lat-proxy", lat_total, 1, cap).await;
+        lat_rows.push((name, d, b, p));
     }
 
-    // The HTTP floor: the same client against the unsigned liveness route (no signing, no
-    // database), to show how much of the proxy's cost is HTTP on this machine.
-    let floor = {
-        let client = reqwest::Client::new();
-        let url = Arc::new(format!("{proxy}/api/v1/health"));
-        drive(total, conc, cap, move |_, _| {
-            let client = client.clone();
-            let url = url.clone();
-            async move {
-                match client.get(url.as_str()).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                }
-            }
-        })
-        .await
-    };
-
-    println!("| op | path | requests | errors | throughput (req/s) | p50 (ms) | p99 (ms) |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
-    for (name, d, b, p) in &rows {
+    println!("### Throughput, {conc} concurrent clients ({rounds} rounds)");
+    println!();
+    println!("| round | op | path | requests | errors | req/s | p50 (ms) | p99 (ms) |");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|");
+    for (round, name, d, b, p) in &rows {
         for (path, s) in [
             ("direct tokio-postgres", d),
             ("PgBouncer (session pool)", b),
-            ("pg-proxy (signed HTTP)", p),
+            ("pg-proxy (V2-signed HTTP)", p),
         ] {
             println!(
-                "| {name} | {path} | {} | {} | {:.0} | {} | {} |",
+                "| {round} | {name} | {path} | {} | {} | {:.0} | {} | {} |",
                 s.n,
                 s.errors,
                 s.rps(),
@@ -362,7 +445,7 @@ async fn main() {
         }
     }
     println!(
-        "| HTTP floor: GET /api/v1/health (no DB) | pg-proxy (unsigned) | {} | {} | {:.0} | {} | {} |",
+        "| – | HTTP floor: GET /api/v1/health (no DB, no signature) | pg-proxy | {} | {} | {:.0} | {} | {} |",
         floor.n,
         floor.errors,
         floor.rps(),
@@ -370,17 +453,41 @@ async fn main() {
         ms(floor.p99)
     );
     println!();
-    println!("| op | proxy / direct throughput | proxy / PgBouncer throughput | proxy p50 / direct p50 | proxy p99 / direct p99 | PgBouncer p50 / direct p50 |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, d, b, p) in &rows {
-        let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    println!("### Ratios (throughput; each round against its own baselines)");
+    println!();
+    println!("| op | proxy / PgBouncer, per round | **median** | proxy / direct, per round | **median** |");
+    println!("|---|---|---:|---|---:|");
+    for (_, name) in ops {
+        let mine: Vec<_> = rows.iter().filter(|r| r.1 == name).collect();
+        let vs_b: Vec<f64> = mine.iter().map(|r| r.4.rps() / r.3.rps()).collect();
+        let vs_d: Vec<f64> = mine.iter().map(|r| r.4.rps() / r.2.rps()).collect();
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            r(p.rps(), d.rps()),
-            r(p.rps(), b.rps()),
-            r(p.p50.as_secs_f64(), d.p50.as_secs_f64()),
-            r(p.p99.as_secs_f64(), d.p99.as_secs_f64()),
-            r(b.p50.as_secs_f64(), d.p50.as_secs_f64()),
+            "| {name} | {} | **{:.2}** | {} | **{:.2}** |",
+            list(&vs_b),
+            median(vs_b.clone()),
+            list(&vs_d),
+            median(vs_d.clone())
+        );
+    }
+    println!();
+    println!("### Latency at 1 client ({lat_total} requests per path)");
+    println!();
+    println!("| op | direct p50 (ms) | PgBouncer p50 (ms) | pg-proxy p50 (ms) | **added by the proxy over direct, p50 (ms)** | pg-proxy p99 (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, d, b, p) in &lat_rows {
+        println!(
+            "| {name} | {} | {} | {} | **{:.3}** | {} |",
+            ms(d.p50),
+            ms(b.p50),
+            ms(p.p50),
+            (p.p50.as_secs_f64() - d.p50.as_secs_f64()) * 1000.0,
+            ms(p.p99)
         );
     }
 }

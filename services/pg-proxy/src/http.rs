@@ -9,19 +9,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use proxy_auth::{Expect, Keys, SignatureHeaders, SigningKey, Verified, Version};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::domain::{self, Contact, Direction, MessageId, Password, Role, Username};
 use crate::error::{ApiError, ApiResult};
 use crate::pool::DbPool;
+use crate::store::Nonce;
 use crate::{password, store};
 
 tokio::task_local! {
@@ -197,12 +198,6 @@ async fn require_signature(
         unix_now(),
     )
     .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    {
-        let db = state.pool.inner().get().await?;
-        if !store::remember_nonce(&db, verified.replay_key()).await? {
-            return Err(ApiError::Unauthorized("nonce already used".into()));
-        }
-    }
     if verified.version == Version::V1 {
         // One line per V1 request, so the rotation's progress is visible and
         // PROXY_ACCEPT_V1=false can be set once they stop.
@@ -215,10 +210,23 @@ async fn require_signature(
     if verified.key == proxy_auth::KeySlot::Previous {
         tracing::info!(request_id = %verified.request_id, "request signed with the previous key");
     }
+    // Reads (GET) change nothing, so they record no nonce (README "Replay protection by
+    // operation"). Every other method gets the nonce for its handler to record together with
+    // the change; a successful response whose handler did not record it is refused.
+    let nonce = (parts.method != Method::GET).then(|| Arc::new(Nonce::new(verified.replay_key())));
+    if let Some(n) = &nonce {
+        parts.extensions.insert(n.clone());
+    }
     parts.extensions.insert(verified);
-    Ok(next
+    let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
-        .await)
+        .await;
+    match nonce {
+        Some(n) if response.status().is_success() && !n.recorded() => Err(ApiError::Unexpected(
+            anyhow::anyhow!("a state-changing route answered without recording its nonce"),
+        )),
+        _ => Ok(response),
+    }
 }
 
 /// A JSON body; errors use the API shape and never echo values.
@@ -372,6 +380,7 @@ const MAX_MESSAGE_CHARS: usize = 16_384;
 
 async fn insert_message(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<InsertMessageReq>,
 ) -> ApiResult<Response> {
     let m = store::NewMessage {
@@ -388,7 +397,7 @@ async fn insert_message(
         sent_at: domain::unix_seconds("sent_at", req.sent_at)?,
     };
     let db = state.pool.inner().get().await?;
-    let inserted = store::insert_message(&db, &m).await?;
+    let inserted = store::insert_message(&db, &m, &nonce).await?;
     let status = if inserted.new {
         StatusCode::CREATED
     } else {
@@ -407,6 +416,7 @@ struct ClaimReq {
 
 async fn claim_message(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ClaimReq>,
 ) -> ApiResult<Json<store::Claim>> {
     let id = MessageId::parse(&req.provider_message_id)?;
@@ -416,7 +426,7 @@ async fn claim_message(
     }
     let db = state.pool.inner().get().await?;
     Ok(Json(
-        store::claim_message(&db, &id, lease, &random_hex(16)).await?,
+        store::claim_message(&db, &id, lease, &random_hex(16), &nonce).await?,
     ))
 }
 
@@ -448,6 +458,7 @@ fn claim_token(t: &str) -> ApiResult<&str> {
 
 async fn reply_message(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ReplyReq>,
 ) -> ApiResult<Json<store::Transition>> {
     let id = MessageId::parse(&req.provider_message_id)?;
@@ -466,7 +477,9 @@ async fn reply_message(
         })
         .transpose()?;
     let mut db = state.pool.inner().get().await?;
-    Ok(Json(store::mark_replied(&mut db, &id, token, reply).await?))
+    Ok(Json(
+        store::mark_replied(&mut db, &id, token, reply, &nonce).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -480,13 +493,14 @@ struct ReleaseReq {
 
 async fn release_message(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ReleaseReq>,
 ) -> ApiResult<Json<store::Transition>> {
     let id = MessageId::parse(&req.provider_message_id)?;
     let token = claim_token(&req.claim_token)?;
     let db = state.pool.inner().get().await?;
     Ok(Json(
-        store::release_message(&db, &id, token, req.failed).await?,
+        store::release_message(&db, &id, token, req.failed, &nonce).await?,
     ))
 }
 
@@ -497,10 +511,16 @@ struct HistoryQuery {
     limit: Option<i64>,
 }
 
+#[derive(Serialize)]
+struct HistoryResponse {
+    contact: String,
+    messages: Vec<store::HistoryItem>,
+}
+
 async fn history(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HistoryResponse>> {
     let contact = Contact::parse(&q.contact)?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=200).contains(&limit) {
@@ -508,9 +528,11 @@ async fn history(
     }
     let db = state.pool.inner().get().await?;
     let messages = store::history(&db, &contact, limit).await?;
-    Ok(Json(
-        json!({ "contact": contact.as_str(), "messages": messages }),
-    ))
+    // Serialised straight from the rows' types: no intermediate serde_json::Value.
+    Ok(Json(HistoryResponse {
+        contact: q.contact,
+        messages,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -524,11 +546,14 @@ struct CreateUserReq {
 
 async fn create_user(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CreateUserReq>,
 ) -> ApiResult<Response> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse_new(&req.password)?;
-    // Hash before taking a connection: argon2 is the slow part.
+    // The nonce is consumed before the hashing, so a replay costs no argon2 work.
+    store::record_nonce(&state.pool.inner().get().await?, &nonce).await?;
+    // Hash without holding a connection: argon2 is the slow part.
     let phc = password::hash_async(password)
         .await
         .map_err(ApiError::Unexpected)?;
@@ -546,16 +571,16 @@ struct CredentialsReq {
 
 async fn verify_user(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CredentialsReq>,
 ) -> ApiResult<Json<Value>> {
     let password = Password::parse_attempt(&req.password)?;
-    // A malformed name cannot exist; it still costs one verification so its timing matches.
-    let found = match Username::parse(&req.username) {
-        Ok(u) => {
-            let db = state.pool.inner().get().await?;
-            store::find_credentials(&db, &u).await?
-        }
-        Err(_) => None,
+    // A malformed name cannot exist; it still records the nonce and costs one verification,
+    // so its timing matches.
+    let username = Username::parse(&req.username).ok();
+    let found = {
+        let db = state.pool.inner().get().await?;
+        store::find_credentials(&db, username.as_ref(), &nonce).await?
     };
     let (user, stored) = match found {
         Some((user, hash)) => (Some(user), Some(hash)),
@@ -572,10 +597,12 @@ async fn verify_user(
 
 async fn set_password(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CredentialsReq>,
 ) -> ApiResult<Json<Value>> {
     let username = Username::parse(&req.username)?;
     let password = Password::parse_new(&req.password)?;
+    store::record_nonce(&state.pool.inner().get().await?, &nonce).await?;
     let phc = password::hash_async(password)
         .await
         .map_err(ApiError::Unexpected)?;
@@ -603,12 +630,13 @@ struct RevokeReq {
 
 async fn revoke_session(
     State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<RevokeReq>,
 ) -> ApiResult<Json<Value>> {
     let token = token_id(&req.token_id)?;
     let expires_at = domain::unix_seconds("expires_at", req.expires_at)?;
     let db = state.pool.inner().get().await?;
-    store::revoke_session(&db, token, expires_at).await?;
+    store::revoke_session(&db, token, expires_at, &nonce).await?;
     Ok(Json(json!({ "revoked": true })))
 }
 
@@ -646,6 +674,7 @@ const MAX_AUDIT_DETAILS_BYTES: usize = 8 * 1024;
 async fn append_audit(
     State(state): State<AppState>,
     Extension(verified): Extension<Verified>,
+    Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<AuditReq>,
 ) -> ApiResult<Response> {
     let action = domain::bounded_text("action", &req.action, 1, 64)?;
@@ -691,6 +720,7 @@ async fn append_audit(
         subject.as_deref(),
         &verified.request_id,
         &details,
+        &nonce,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "at": at }))).into_response())

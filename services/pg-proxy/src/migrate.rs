@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "unlogged_nonces",
         sql: include_str!("../migrations/0002_unlogged_nonces.sql"),
     },
+    Migration {
+        version: 3,
+        name: "logged_nonces",
+        sql: include_str!("../migrations/0003_logged_nonces.sql"),
+    },
 ];
 
 /// Advisory lock key: "pgproxy1" as big-endian bytes, unlikely to collide with other users.

@@ -1,6 +1,13 @@
 //! The operations behind the API: every SQL statement the service runs lives here, each with
 //! bound parameters only. Handlers in [`crate::http`] parse input, call one function here and
 //! serialise the result.
+//!
+//! Replay protection lives here too: every operation that changes state takes the request's
+//! [`Nonce`] and records it in `request_nonces` **in the same statement or transaction** as
+//! the change. A replayed nonce makes the whole operation a no-op answered 401, and a
+//! change is never committed without its nonce (README "Replay protection by operation").
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Client;
 use serde::Serialize;
@@ -8,6 +15,59 @@ use serde_json::Value;
 
 use crate::domain::{Contact, Direction, MessageId, Role, Username};
 use crate::error::{ApiError, ApiResult};
+
+/// The verified signature nonce of a state-changing request (V2 nonce, V1 request id). The
+/// signature middleware creates it; the store records it with the change and marks it, so
+/// the middleware can refuse a successful write that forgot to (a bug, answered 500).
+#[derive(Debug)]
+pub struct Nonce {
+    value: String,
+    recorded: AtomicBool,
+}
+
+impl Nonce {
+    /// Wraps a verified nonce.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self {
+            value: value.into(),
+            recorded: AtomicBool::new(false),
+        }
+    }
+
+    /// The nonce text.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    /// True once a statement recorded it.
+    pub fn recorded(&self) -> bool {
+        self.recorded.load(Ordering::Acquire)
+    }
+
+    /// `fresh` is what the recording statement reported: true marks the nonce recorded,
+    /// false (already in the table) is a replay.
+    fn accept(&self, fresh: bool) -> ApiResult<()> {
+        if fresh {
+            self.recorded.store(true, Ordering::Release);
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("nonce already used".into()))
+        }
+    }
+}
+
+/// The first CTE of every state-changing statement: `n` has one row if the nonce ($1 of the
+/// fragment, renumbered by the caller) was new, none if it is a replay. A concurrent insert of
+/// the same nonce waits for the first transaction and then finds the conflict.
+macro_rules! with_nonce {
+    ($param:literal, $($rest:literal),+ $(,)?) => {
+        concat!(
+            "WITH n AS (INSERT INTO request_nonces (nonce) VALUES (", $param,
+            ") ON CONFLICT DO NOTHING RETURNING 1)",
+            $($rest),+
+        )
+    };
+}
 
 /// Result of an idempotent message insert.
 #[derive(Debug, Serialize)]
@@ -38,25 +98,31 @@ pub struct NewMessage {
     pub sent_at: i64,
 }
 
-/// Inserts a message unless its provider id is already stored. Concurrent duplicates are
-/// resolved by the unique index: exactly one caller sees `new: true`.
-pub async fn insert_message(db: &Client, m: &NewMessage) -> ApiResult<Inserted> {
+/// Inserts a message unless its provider id is already stored, recording the nonce in the
+/// same statement. Concurrent duplicates are resolved by the unique index: exactly one caller
+/// sees `new: true`.
+pub async fn insert_message(db: &Client, m: &NewMessage, nonce: &Nonce) -> ApiResult<Inserted> {
     let stmt = db
-        .prepare_cached(
-            "WITH ins AS (
+        .prepare_cached(with_nonce!(
+            "$8",
+            ", ins AS (
                  INSERT INTO messages
                      (provider_message_id, instance, contact, direction, body, push_name, sent_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::bigint))
+                 SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7::bigint)
+                  WHERE EXISTS (SELECT 1 FROM n)
                  ON CONFLICT (provider_message_id) DO NOTHING
-                 RETURNING id, state)
-             SELECT id, state, true FROM ins
-             UNION ALL
-             SELECT id, state, false FROM messages
-              WHERE provider_message_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
-        )
+                 RETURNING id, state),
+             r AS (
+                 SELECT id, state, true AS new FROM ins
+                 UNION ALL
+                 SELECT id, state, false FROM messages
+                  WHERE provider_message_id = $1 AND NOT EXISTS (SELECT 1 FROM ins))
+             SELECT EXISTS (SELECT 1 FROM n), r.id, r.state, r.new
+               FROM (VALUES (1)) AS one LEFT JOIN r ON true"
+        ))
         .await?;
-    let rows = db
-        .query(
+    let row = db
+        .query_one(
             &stmt,
             &[
                 &m.provider_message_id.as_str(),
@@ -66,34 +132,32 @@ pub async fn insert_message(db: &Client, m: &NewMessage) -> ApiResult<Inserted> 
                 &m.body,
                 &m.push_name,
                 &m.sent_at,
+                &nonce.as_str(),
             ],
         )
         .await?;
-    match rows.first() {
-        Some(r) => Ok(Inserted {
-            id: r.get(0),
-            state: r.get(1),
-            new: r.get(2),
-        }),
-        // The conflicting row was inserted by a transaction we cannot see yet (READ
-        // COMMITTED snapshot taken before it committed): it exists, so this is not new.
-        None => {
-            let r = db
-                .query_opt(
-                    "SELECT id, state FROM messages WHERE provider_message_id = $1",
-                    &[&m.provider_message_id.as_str()],
-                )
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Unexpected(anyhow::anyhow!("conflicting message vanished"))
-                })?;
-            Ok(Inserted {
-                id: r.get(0),
-                state: r.get(1),
-                new: false,
-            })
-        }
+    nonce.accept(row.get(0))?;
+    if let Some(id) = row.get::<_, Option<i64>>(1) {
+        return Ok(Inserted {
+            id,
+            state: row.get(2),
+            new: row.get(3),
+        });
     }
+    // The conflicting row was inserted by a transaction we cannot see yet (READ COMMITTED
+    // snapshot taken before it committed): it exists, so this is not new.
+    let r = db
+        .query_opt(
+            "SELECT id, state FROM messages WHERE provider_message_id = $1",
+            &[&m.provider_message_id.as_str()],
+        )
+        .await?
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("conflicting message vanished")))?;
+    Ok(Inserted {
+        id: r.get(0),
+        state: r.get(1),
+        new: false,
+    })
 }
 
 /// Result of a claim attempt.
@@ -115,49 +179,51 @@ pub struct Claim {
 
 /// Claims a message for processing: succeeds if it is `received`, or `processing` with an
 /// expired lease (the previous worker died). A webhook retry of a message that is being or
-/// has been processed gets `claimed: false`.
+/// has been processed gets `claimed: false`. One statement: nonce, claim, and the current
+/// state when the claim does not apply.
 pub async fn claim_message(
     db: &Client,
     id: &MessageId,
     lease_secs: i64,
     token: &str,
+    nonce: &Nonce,
 ) -> ApiResult<Claim> {
     let stmt = db
-        .prepare_cached(
-            "UPDATE messages
-                SET state = 'processing', claim_token = $2,
-                    claimed_until = now() + make_interval(secs => $3::bigint),
-                    attempts = attempts + 1
-              WHERE provider_message_id = $1
-                AND (state = 'received' OR (state = 'processing' AND claimed_until < now()))
-          RETURNING state, extract(epoch FROM claimed_until)::bigint, attempts",
-        )
+        .prepare_cached(with_nonce!(
+            "$4",
+            ", u AS (
+                 UPDATE messages
+                    SET state = 'processing', claim_token = $2,
+                        claimed_until = now() + make_interval(secs => $3::bigint),
+                        attempts = attempts + 1
+                  WHERE provider_message_id = $1
+                    AND (state = 'received' OR (state = 'processing' AND claimed_until < now()))
+                    AND EXISTS (SELECT 1 FROM n)
+              RETURNING state, extract(epoch FROM claimed_until)::bigint AS until, attempts)
+             SELECT EXISTS (SELECT 1 FROM n), u.state IS NOT NULL,
+                    COALESCE(u.state, m.state), u.until, COALESCE(u.attempts, m.attempts),
+                    m.id IS NOT NULL
+               FROM (VALUES (1)) AS one
+               LEFT JOIN u ON true
+               LEFT JOIN messages m ON m.provider_message_id = $1"
+        ))
         .await?;
-    if let Some(r) = db
-        .query_opt(&stmt, &[&id.as_str(), &token, &lease_secs])
-        .await?
-    {
-        return Ok(Claim {
-            claimed: true,
-            state: r.get(0),
-            claim_token: Some(token.to_owned()),
-            claimed_until: Some(r.get(1)),
-            attempts: r.get(2),
-        });
-    }
     let r = db
-        .query_opt(
-            "SELECT state, attempts FROM messages WHERE provider_message_id = $1",
-            &[&id.as_str()],
-        )
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no message with this provider_message_id".into()))?;
+        .query_one(&stmt, &[&id.as_str(), &token, &lease_secs, &nonce.as_str()])
+        .await?;
+    nonce.accept(r.get(0))?;
+    if !r.get::<_, bool>(5) {
+        return Err(ApiError::NotFound(
+            "no message with this provider_message_id".into(),
+        ));
+    }
+    let claimed: bool = r.get(1);
     Ok(Claim {
-        claimed: false,
-        state: r.get(0),
-        claim_token: None,
-        claimed_until: None,
-        attempts: r.get(1),
+        claimed,
+        state: r.get(2),
+        claim_token: claimed.then(|| token.to_owned()),
+        claimed_until: r.get(3),
+        attempts: r.get(4),
     })
 }
 
@@ -178,6 +244,27 @@ pub struct Reply {
     pub body: String,
 }
 
+/// Why a reply to a message in `state` held by `holder` is refused, if it is: a failed
+/// message is final; while a worker holds the message, only that worker may mark it replied
+/// (a reply without the token would let a second worker's answer through, breaking "never
+/// sent twice"); a token must hold the message.
+fn reply_refusal(state: &str, holder: Option<&str>, claim_token: Option<&str>) -> Option<ApiError> {
+    match (state, claim_token) {
+        ("replied", _) => None,
+        ("failed", _) => Some(ApiError::Conflict("message is marked failed".into())),
+        ("processing", None) => Some(ApiError::Conflict(
+            "message is being processed; claim_token is required".into(),
+        )),
+        (_, None) => None,
+        (_, Some(token)) => {
+            let held = holder
+                .is_some_and(|h| proxy_auth::constant_time_eq(h.as_bytes(), token.as_bytes()));
+            (state != "processing" || !held)
+                .then(|| ApiError::Conflict("claim_token does not hold this message".into()))
+        }
+    }
+}
+
 /// Marks a message replied (received/processing → replied). A `processing` message needs
 /// the claim token of its holder, and a token must hold the message (409 otherwise); a
 /// `received` message may be replied to without one. Replying twice is a no-op
@@ -188,46 +275,36 @@ pub async fn mark_replied(
     id: &MessageId,
     claim_token: Option<&str>,
     reply: Option<Reply>,
+    nonce: &Nonce,
 ) -> ApiResult<Transition> {
     let tx = db.transaction().await?;
+    record_nonce_in(&tx, nonce).await?;
     let current = tx
         .query_opt(
             "SELECT state, claim_token, instance, contact FROM messages
               WHERE provider_message_id = $1 FOR UPDATE",
             &[&id.as_str()],
         )
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no message with this provider_message_id".into()))?;
+        .await?;
+    // A refusal still commits the nonce, so this signed request cannot be replayed later,
+    // when the message's state might let it through.
+    let Some(current) = current else {
+        tx.commit().await?;
+        return Err(ApiError::NotFound(
+            "no message with this provider_message_id".into(),
+        ));
+    };
+    if let Some(refused) = reply_refusal(current.get(0), current.get(1), claim_token) {
+        tx.commit().await?;
+        return Err(refused);
+    }
     let state: String = current.get(0);
-    let holder: Option<String> = current.get(1);
     if state == "replied" {
+        tx.commit().await?;
         return Ok(Transition {
             changed: false,
             state,
         });
-    }
-    if state == "failed" {
-        return Err(ApiError::Conflict("message is marked failed".into()));
-    }
-    // While a worker holds the message, only that worker may mark it replied: a reply
-    // without the token would let a second worker's answer through ("never sent twice").
-    match (claim_token, state.as_str()) {
-        (None, "processing") => {
-            return Err(ApiError::Conflict(
-                "message is being processed; claim_token is required".into(),
-            ))
-        }
-        (None, _) => {}
-        (Some(token), _) => {
-            let held = holder
-                .as_deref()
-                .is_some_and(|h| proxy_auth::constant_time_eq(h.as_bytes(), token.as_bytes()));
-            if state != "processing" || !held {
-                return Err(ApiError::Conflict(
-                    "claim_token does not hold this message".into(),
-                ));
-            }
-        }
     }
     tx.execute(
         "UPDATE messages SET state = 'replied', replied_at = now(), claim_token = NULL,
@@ -267,32 +344,37 @@ pub async fn release_message(
     id: &MessageId,
     claim_token: &str,
     failed: bool,
+    nonce: &Nonce,
 ) -> ApiResult<Transition> {
     let new_state = if failed { "failed" } else { "received" };
-    let n = db
-        .execute(
-            "UPDATE messages SET state = $3, claim_token = NULL, claimed_until = NULL
-              WHERE provider_message_id = $1 AND state = 'processing' AND claim_token = $2",
-            &[&id.as_str(), &claim_token, &new_state],
+    let stmt = db
+        .prepare_cached(with_nonce!(
+            "$4",
+            ", u AS (
+                 UPDATE messages SET state = $3, claim_token = NULL, claimed_until = NULL
+                  WHERE provider_message_id = $1 AND state = 'processing' AND claim_token = $2
+                    AND EXISTS (SELECT 1 FROM n)
+              RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM n), EXISTS (SELECT 1 FROM u),
+                    EXISTS (SELECT 1 FROM messages WHERE provider_message_id = $1)"
+        ))
+        .await?;
+    let r = db
+        .query_one(
+            &stmt,
+            &[&id.as_str(), &claim_token, &new_state, &nonce.as_str()],
         )
         .await?;
-    if n == 1 {
-        return Ok(Transition {
+    nonce.accept(r.get(0))?;
+    match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
+        (true, _) => Ok(Transition {
             changed: true,
             state: new_state.into(),
-        });
-    }
-    let exists = db
-        .query_opt(
-            "SELECT 1 FROM messages WHERE provider_message_id = $1",
-            &[&id.as_str()],
-        )
-        .await?;
-    match exists {
-        None => Err(ApiError::NotFound(
+        }),
+        (false, false) => Err(ApiError::NotFound(
             "no message with this provider_message_id".into(),
         )),
-        Some(_) => Err(ApiError::Conflict(
+        (false, true) => Err(ApiError::Conflict(
             "claim_token does not hold this message".into(),
         )),
     }
@@ -386,37 +468,62 @@ pub async fn set_password(db: &Client, username: &Username, password_hash: &str)
     Ok(())
 }
 
-/// The user and stored hash for a login name, if it exists. Verification happens in the
-/// caller after the connection is released ([`crate::password::verify_async`]).
+/// The user and stored hash for a login name, if it exists, recording the nonce in the same
+/// statement (before the caller's argon2 work, so a replayed verification costs no hashing).
+/// `username` is `None` for a name that cannot exist; the nonce is recorded all the same.
+/// Verification happens in the caller after the connection is released
+/// ([`crate::password::verify_async`]).
 pub async fn find_credentials(
     db: &Client,
-    username: &Username,
+    username: Option<&Username>,
+    nonce: &Nonce,
 ) -> ApiResult<Option<(User, String)>> {
     let stmt = db
-        .prepare_cached("SELECT id, password_hash, role FROM users WHERE username = $1")
+        .prepare_cached(with_nonce!(
+            "$2",
+            " SELECT EXISTS (SELECT 1 FROM n), u.id, u.password_hash, u.role
+                FROM (VALUES (1)) AS one LEFT JOIN users u ON u.username = $1"
+        ))
         .await?;
-    let row = db.query_opt(&stmt, &[&username.as_str()]).await?;
-    Ok(row.map(|r| {
-        (
+    let name = username.map(Username::as_str);
+    let r = db.query_one(&stmt, &[&name, &nonce.as_str()]).await?;
+    nonce.accept(r.get(0))?;
+    Ok(match (username, r.get::<_, Option<i64>>(1)) {
+        (Some(username), Some(id)) => Some((
             User {
-                id: r.get(0),
+                id,
                 username: username.as_str().to_owned(),
-                role: Role::from_db(r.get::<_, &str>(2)),
+                role: Role::from_db(r.get::<_, &str>(3)),
             },
-            r.get(1),
-        )
-    }))
+            r.get(2),
+        )),
+        _ => None,
+    })
 }
 
 /// Records a revoked session token id until `expires_at` (unix seconds). Idempotent.
-pub async fn revoke_session(db: &Client, token_id: &str, expires_at: i64) -> ApiResult<()> {
-    db.execute(
-        "INSERT INTO revoked_sessions (token_id, expires_at) VALUES ($1, to_timestamp($2::bigint))
-         ON CONFLICT (token_id) DO UPDATE SET expires_at = GREATEST(revoked_sessions.expires_at, EXCLUDED.expires_at)",
-        &[&token_id, &expires_at],
-    )
-    .await?;
-    Ok(())
+pub async fn revoke_session(
+    db: &Client,
+    token_id: &str,
+    expires_at: i64,
+    nonce: &Nonce,
+) -> ApiResult<()> {
+    let stmt = db
+        .prepare_cached(with_nonce!(
+            "$3",
+            ", r AS (
+                 INSERT INTO revoked_sessions (token_id, expires_at)
+                 SELECT $1, to_timestamp($2::bigint) WHERE EXISTS (SELECT 1 FROM n)
+                 ON CONFLICT (token_id) DO UPDATE
+                    SET expires_at = GREATEST(revoked_sessions.expires_at, EXCLUDED.expires_at)
+                 RETURNING 1)
+             SELECT EXISTS (SELECT 1 FROM n)"
+        ))
+        .await?;
+    let r = db
+        .query_one(&stmt, &[&token_id, &expires_at, &nonce.as_str()])
+        .await?;
+    nonce.accept(r.get(0))
 }
 
 /// True if the token id was revoked and has not expired yet.
@@ -456,17 +563,34 @@ pub async fn append_audit(
     subject: Option<&str>,
     request_id: &str,
     details: &Value,
+    nonce: &Nonce,
 ) -> ApiResult<(i64, i64)> {
     let stmt = db
-        .prepare_cached(
-            "INSERT INTO audit_events (action, actor, subject, request_id, details)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id, extract(epoch FROM at)::bigint",
-        )
+        .prepare_cached(with_nonce!(
+            "$6",
+            ", a AS (
+                 INSERT INTO audit_events (action, actor, subject, request_id, details)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM n)
+                 RETURNING id, extract(epoch FROM at)::bigint AS at)
+             SELECT EXISTS (SELECT 1 FROM n), a.id, a.at
+               FROM (VALUES (1)) AS one LEFT JOIN a ON true"
+        ))
         .await?;
     let r = db
-        .query_one(&stmt, &[&action, &actor, &subject, &request_id, details])
+        .query_one(
+            &stmt,
+            &[
+                &action,
+                &actor,
+                &subject,
+                &request_id,
+                details,
+                &nonce.as_str(),
+            ],
+        )
         .await?;
-    Ok((r.get(0), r.get(1)))
+    nonce.accept(r.get(0))?;
+    Ok((r.get(1), r.get(2)))
 }
 
 /// Audit events with `from <= at < to` (unix seconds), oldest first, at most `limit`.
@@ -494,15 +618,23 @@ pub async fn list_audit(db: &Client, from: i64, to: i64, limit: i64) -> ApiResul
         .collect())
 }
 
-/// Records a signature nonce (V2 nonce, V1 request id); false if it was already seen (a
-/// replay).
-pub async fn remember_nonce(db: &Client, nonce: &str) -> ApiResult<bool> {
+/// Records the nonce in its own statement, for operations whose expensive part (argon2
+/// hashing) must not run for a replay: the nonce is consumed before the work, and the change
+/// that follows is not tied to it.
+pub async fn record_nonce(db: &Client, nonce: &Nonce) -> ApiResult<()> {
     let stmt = db
-        .prepare_cached(
-            "INSERT INTO request_nonces (request_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        )
+        .prepare_cached("INSERT INTO request_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING")
         .await?;
-    Ok(db.execute(&stmt, &[&nonce]).await? == 1)
+    nonce.accept(db.execute(&stmt, &[&nonce.as_str()]).await? == 1)
+}
+
+/// Records the nonce as the first statement of a transaction: it commits with the change or
+/// not at all.
+async fn record_nonce_in(tx: &deadpool_postgres::Transaction<'_>, nonce: &Nonce) -> ApiResult<()> {
+    let stmt = tx
+        .prepare_cached("INSERT INTO request_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING")
+        .await?;
+    nonce.accept(tx.execute(&stmt, &[&nonce.as_str()]).await? == 1)
 }
 
 /// Deletes replay-cache rows older than `keep_secs` and expired revocations.

@@ -258,18 +258,27 @@ async fn a_signature_for_another_audience_is_rejected() {
 async fn v1_is_accepted_during_the_rotation_with_the_request_id_as_nonce() {
     let app = TestApp::spawn().await;
     let rid = new_request_id();
+    let body = json!({"action": "test.v1"});
     let resp = app
-        .signed_v1("GET", "/v1/ping", None, &rid)
+        .signed_v1("POST", "/v1/audit", Some(&body), &rid)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status(), 201);
     let replay = app
-        .signed_v1("GET", "/v1/ping", None, &rid)
+        .signed_v1("POST", "/v1/audit", Some(&body), &rid)
         .send()
         .await
         .unwrap();
     assert_eq!(replay.status(), 401);
+    assert_eq!(
+        app.signed_v1("GET", "/v1/ping", None, &new_request_id())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]

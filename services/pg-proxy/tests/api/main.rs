@@ -10,6 +10,7 @@ mod injection;
 mod messages;
 mod migrations;
 mod pool;
+mod replay;
 mod shutdown;
 mod slow_clients;
 mod users_audit_sessions;

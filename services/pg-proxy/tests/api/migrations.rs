@@ -18,7 +18,9 @@ async fn running_migrations_twice_applies_them_once() {
     let second = migrate::run_with_config(&cfg).await.unwrap();
     assert!(second.applied.is_empty());
     assert_eq!(second.already, all);
-    // The replay cache is unlogged (migration 2): no WAL flush per signed request.
+    // The replay cache is logged again (migration 3): nonces are written only by
+    // state-changing statements, whose own commit flushes the WAL, and they must survive a
+    // crash or a failover to a standby.
     let client = db.connect().await;
     let persistence: String = client
         .query_one(
@@ -28,7 +30,7 @@ async fn running_migrations_twice_applies_them_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(persistence, "u");
+    assert_eq!(persistence, "p");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
