@@ -32,6 +32,11 @@ pub enum Error {
         /// Comma-separated allowed methods, e.g. `GET, HEAD`.
         allow: &'static str,
     },
+    /// 415: the body's media type is not one the route takes (`expected` names it).
+    UnsupportedMediaType {
+        /// The media type the route takes, e.g. `application/json`.
+        expected: &'static str,
+    },
     /// 413: the body is larger than `limit` bytes.
     PayloadTooLarge {
         /// The limit in bytes.
@@ -78,6 +83,7 @@ impl Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } | Self::Misconfigured { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -107,6 +113,10 @@ impl Error {
             Self::MethodNotAllowed { allow } => (
                 "method_not_allowed",
                 format!("Method not allowed; use {allow}."),
+            ),
+            Self::UnsupportedMediaType { expected } => (
+                "unsupported_media_type",
+                format!("Content-Type must be {expected}."),
             ),
             Self::PayloadTooLarge { limit } => (
                 "payload_too_large",

@@ -22,9 +22,9 @@ pub fn json_as(
     resp
 }
 
-/// Parses a JSON request body into `T`. A wrong content type, malformed JSON or the wrong
-/// shape is a 400 whose message says what and where (line, column), but never echoes the
-/// caller's data: serde's own messages can quote input values, so only field names from our
+/// Parses a JSON request body into `T`. A content type other than JSON is a 415; malformed
+/// JSON or the wrong shape is a 400 whose message says what and where (line, column), but
+/// never echoes the caller's data: serde's own messages can quote input values, so only field names from our
 /// schema (`missing field`, `unknown field`) are passed through.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Error> {
     let content_type = req
@@ -39,10 +39,9 @@ pub fn json_body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Err
         .trim()
         .to_ascii_lowercase();
     if media != "application/json" && !media.ends_with("+json") {
-        return Err(Error::bad_request(
-            "expected_json",
-            "Content-Type must be application/json.",
-        ));
+        return Err(Error::UnsupportedMediaType {
+            expected: "application/json",
+        });
     }
     serde_json::from_slice(req.body()).map_err(|e| {
         use serde_json::error::Category;
@@ -142,9 +141,14 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_content_type_is_a_400() {
-        let m = message(json_body(&post("text/plain", "{}")));
-        assert!(m.contains("application/json"));
+    fn a_wrong_content_type_is_a_415() {
+        let r: Result<Msg, Error> = json_body(&post("text/plain", "{}"));
+        assert_eq!(
+            r.err(),
+            Some(Error::UnsupportedMediaType {
+                expected: "application/json"
+            })
+        );
     }
 
     #[test]

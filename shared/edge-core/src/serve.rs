@@ -51,6 +51,9 @@ pub struct Ctx<'a, P: Platform> {
     pub function: &'static str,
     /// The instance's validated configuration.
     pub config: &'a EdgeConfig,
+    /// Who the request counts as: the rate-limit key of the client (see
+    /// [`crate::hosts::client_address`]); `unknown` without a peer address.
+    pub client: String,
     deferred: RefCell<Deferred<'a>>,
 }
 
@@ -67,8 +70,15 @@ impl<'a, P: Platform> Ctx<'a, P> {
             request_id,
             function,
             config,
+            client: "unknown".into(),
             deferred: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The same context counting the request as `client`.
+    pub fn with_client(mut self, client: String) -> Self {
+        self.client = client;
+        self
     }
 
     /// Runs `work` after the response has been handed to the runtime, so the caller does not
@@ -230,8 +240,9 @@ pub async fn serve_deferred<'a, F: Function, P: Platform>(
         match config {
             Err(_) => Err(Error::Misconfigured { problems: vec![] }),
             Ok(cfg) => {
-                let ctx = Ctx::new(platform, request_id.clone(), F::NAME, cfg);
-                let result = guarded::<F, P>(req, &ctx, peer, &mut extra).await;
+                let client = crate::hosts::client_address(&req, peer, &cfg.trusted_proxies);
+                let ctx = Ctx::new(platform, request_id.clone(), F::NAME, cfg).with_client(client);
+                let result = guarded::<F, P>(req, &ctx, &mut extra).await;
                 deferred = ctx.take_deferred();
                 result
             }
@@ -338,7 +349,6 @@ async fn report_to_sentry<P: Platform>(
 async fn guarded<F: Function, P: Platform>(
     req: Request,
     ctx: &Ctx<'_, P>,
-    peer: Option<IpAddr>,
     extra: &mut HeaderMap,
 ) -> Result<Response, Error> {
     let cfg = ctx.config;
@@ -362,14 +372,14 @@ async fn guarded<F: Function, P: Platform>(
         });
     }
     if let Some(policy) = cfg.rate_limit.as_ref().filter(|_| F::RATE_LIMITED) {
-        let client = crate::hosts::client_address(&req, peer, &cfg.trusted_proxies);
+        let client = &ctx.client;
         let now = ctx.platform.clock().now_unix_ms();
         match ratelimit::check(
             ctx.platform.kv(),
             ctx.platform.random(),
             policy,
             F::NAME,
-            &client,
+            client,
             now,
         )
         .await
