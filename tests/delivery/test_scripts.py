@@ -305,7 +305,7 @@ class SetupSecrets(Scratch):
 
     def test_a_required_provider_key_without_a_terminal_or_file_is_an_error(self):
         r = self.run_script("setup-secrets", "--target", "cloudflare,railway", expect=1, stdin="")
-        self.assertIn("OPENAI_API_KEY is required for Worker webhook", r.stderr)
+        self.assertIn("EVOLUTION_API_KEY is required for Worker webhook", r.stderr)
 
     def test_a_dry_run_prints_names_and_commands_only_and_calls_nothing(self):
         values = self.values_file(f"OPENAI_API_KEY={OPENAI}\nEVOLUTION_API_KEY={EVOLUTION}\n")

@@ -4,9 +4,14 @@
 //!
 //! Requirement policy (the decisions behind the `required` columns):
 //! * Secrets that **guard an endpoint** (`JWT_SECRET_KEY` for login/logout, `ADMIN_TOKEN` for
-//!   the admin health routes, `EVOLUTION_WEBHOOK_SECRET` for the webhook) are required in
-//!   every environment: without them the endpoint would either admit everyone or no one,
-//!   and a development setup should find that out at start-up, not per request.
+//!   the admin health routes) are required in every environment: without them the endpoint
+//!   would either admit everyone or no one, and a development setup should find that out at
+//!   start-up, not per request.
+//! * The webhook has three authentication methods (Evolution's body `apikey` =
+//!   `EVOLUTION_API_KEY`, a `WEBHOOK_TOKEN` header, Evolution's `jwt_key` JWT signed with
+//!   `EVOLUTION_JWT_KEY`); any one is enough, so none is required on its own: a cross-entry
+//!   rule (`validate`) requires at least one in staging and production. Development may run
+//!   without any (every delivery is then refused with 401).
 //! * Everything a function needs to reach another system (provider keys, proxy URL and key,
 //!   Evolution API) is required in staging and production; development may run without the
 //!   other system and fails at use.
@@ -14,8 +19,9 @@
 //!   accept any `Host`.
 //! * The proxy requires `DATABASE_URL` and `PROXY_HMAC_KEY` everywhere: it cannot start
 //!   without them.
-//! * `OPENAI_API_KEY` is the primary provider; the other provider keys are optional
-//!   fallbacks and are checked only when set.
+//! * Every AI provider key is optional: the webhook tries the configured providers in the
+//!   order of `AI_PROVIDERS` and answers with its built-in responder when none is configured,
+//!   all failed or the daily budget is spent.
 
 use crate::formats::{Environment, Function};
 
@@ -149,6 +155,15 @@ pub enum Format {
     Email,
     /// `Mon-Fri 09:00-18:00; Sat 09:00-13:00`.
     BusinessHours,
+    /// Non-negative decimal amount with at most 6 decimals, at most `max` whole units.
+    Decimal {
+        /// Largest allowed value in whole units.
+        max: u32,
+    },
+    /// Comma list of distinct AI provider names (`openai`, `groq`, `anthropic`).
+    ProviderList,
+    /// `model=input/output; ...` prices per million tokens.
+    PriceList,
 }
 
 /// Which side of the system reads a variable.
@@ -279,13 +294,13 @@ const fn scoped(entry: Entry, scope: Scope) -> Entry {
 
 const NONE: &[Need] = &[];
 
-static CATALOG: [Entry; 44] = [
+static CATALOG: [Entry; 60] = [
     // AI providers
     secret(
         "OPENAI_API_KEY",
         Category::AiProvider,
-        "OpenAI API key; the assistant's primary model provider.",
-        &[Need { functions: &[Webhook], environments: DEPLOYED }],
+        "OpenAI API key (provider `openai`: OpenAI-compatible chat completions at OPENAI_BASE_URL). Optional: without any provider key the webhook answers with its built-in responder.",
+        NONE,
         Format::OpenAiKey,
         Strength::NotScored,
         AI,
@@ -293,7 +308,7 @@ static CATALOG: [Entry; 44] = [
     secret(
         "ANTHROPIC_API_KEY",
         Category::AiProvider,
-        "Anthropic API key; optional fallback provider.",
+        "Anthropic API key (provider `anthropic`: the Messages API at ANTHROPIC_BASE_URL); optional.",
         NONE,
         Format::AnthropicKey,
         Strength::NotScored,
@@ -311,7 +326,7 @@ static CATALOG: [Entry; 44] = [
     secret(
         "GROQ_API_KEY",
         Category::AiProvider,
-        "Groq API key; optional low-latency fallback provider.",
+        "Groq API key (provider `groq`: Groq's OpenAI-compatible endpoint, through the same client as `openai`); optional.",
         NONE,
         Format::GroqKey,
         Strength::NotScored,
@@ -328,10 +343,66 @@ static CATALOG: [Entry; 44] = [
     setting(
         "ANTHROPIC_MODEL",
         Category::AiProvider,
-        "Anthropic model used when falling back to Anthropic.",
+        "Anthropic model used for replies.",
         NONE,
         Format::Identifier { max: 100 },
+        Some("claude-haiku-4-5"),
+    ),
+    setting(
+        "GROQ_MODEL",
+        Category::AiProvider,
+        "Groq model used for replies.",
+        NONE,
+        Format::Identifier { max: 100 },
+        Some("llama-3.1-8b-instant"),
+    ),
+    setting(
+        "OPENAI_BASE_URL",
+        Category::AiProvider,
+        "Base URL of the OpenAI-compatible API (`/chat/completions` is appended); another compatible service or a test fake can stand in.",
+        NONE,
+        Format::HttpUrl,
+        Some("https://api.openai.com/v1"),
+    ),
+    setting(
+        "ANTHROPIC_BASE_URL",
+        Category::AiProvider,
+        "Base URL of the Anthropic API (`/v1/messages` is appended).",
+        NONE,
+        Format::HttpUrl,
+        Some("https://api.anthropic.com"),
+    ),
+    setting(
+        "AI_PROVIDERS",
+        Category::AiProvider,
+        "Providers to try, in order (openai, groq, anthropic); unset means every provider whose key is set, in that order. Naming a provider without its key is a problem.",
+        NONE,
+        Format::ProviderList,
         None,
+    ),
+    setting(
+        "AI_TIMEOUT_MS",
+        Category::AiProvider,
+        "Deadline of one provider call in milliseconds; on timeout the next provider is tried.",
+        NONE,
+        Format::Integer { min: 500, max: 60_000 },
+        Some("10000"),
+    ),
+    setting(
+        "LLM_DAILY_BUDGET",
+        Category::AiProvider,
+        "Spending cap per UTC day in the providers' currency (e.g. 5.00), counted from token usage and LLM_PRICES; past it the built-in responder answers. Unset: no cap. 0: never call a provider.",
+        NONE,
+        Format::Decimal { max: 1_000_000 },
+        None,
+    ),
+    setting(
+        "LLM_PRICES",
+        Category::AiProvider,
+        "Prices per million tokens, `model=input/output` separated by `;`. A model not listed is charged at the highest listed price.",
+        NONE,
+        Format::PriceList,
+        Some("gpt-4o-mini=0.15/0.60; claude-haiku-4-5=1/5; llama-3.1-8b-instant=0.05/0.08"),
     ),
     // Security
     secret(
@@ -401,10 +472,19 @@ static CATALOG: [Entry; 44] = [
         SEC,
     ),
     secret(
-        "EVOLUTION_WEBHOOK_SECRET",
+        "WEBHOOK_TOKEN",
         Category::Security,
-        "Shared secret authenticating Evolution API webhook calls.",
-        &[Need { functions: &[Webhook], environments: ALL_ENVS }],
+        "Static token Evolution sends in the instance webhook's `headers` (`Authorization: Bearer <token>` or `X-Webhook-Token`); one of the webhook's three authentication methods.",
+        NONE,
+        Format::KeyMaterial { min_bytes: 32 },
+        SECURITY_SCORE,
+        SEC,
+    ),
+    secret(
+        "EVOLUTION_JWT_KEY",
+        Category::Security,
+        "The `jwt_key` set in the instance webhook's `headers`: Evolution then sends `Authorization: Bearer <HS256 JWT>` valid 10 minutes; one of the webhook's three authentication methods.",
+        NONE,
         Format::KeyMaterial { min_bytes: 32 },
         SECURITY_SCORE,
         SEC,
@@ -454,7 +534,7 @@ static CATALOG: [Entry; 44] = [
     secret(
         "EVOLUTION_API_KEY",
         Category::ExternalService,
-        "API key for sending WhatsApp messages through the Evolution API.",
+        "API key for sending WhatsApp messages through the Evolution API (header `apikey`); also accepted as the `apikey` field of webhook bodies (authentication method a).",
         &[Need { functions: &[Webhook], environments: DEPLOYED }],
         Format::ApiToken,
         Strength::NotScored,
@@ -619,6 +699,46 @@ static CATALOG: [Entry; 44] = [
         Some("15"),
     ),
     setting(
+        "WEBHOOK_SENDER_PER_MINUTE",
+        Category::Application,
+        "Messages per minute one WhatsApp sender gets answered by the assistant; beyond it messages are stored, not answered, and the sender gets one \"please wait\" per window.",
+        NONE,
+        Format::Integer { min: 1, max: 10_000 },
+        Some("50"),
+    ),
+    setting(
+        "WEBHOOK_SENDER_BURST",
+        Category::Application,
+        "Messages one sender may send at once before WEBHOOK_SENDER_PER_MINUTE applies.",
+        NONE,
+        Format::Integer { min: 1, max: 1_000 },
+        Some("10"),
+    ),
+    setting(
+        "HANDOVER_MINUTES",
+        Category::Application,
+        "After a contact asks for a person, the assistant stays silent for that contact this many minutes.",
+        NONE,
+        Format::Integer { min: 1, max: 10_080 },
+        Some("120"),
+    ),
+    setting(
+        "REPLY_MAX_ATTEMPTS",
+        Category::Application,
+        "Attempts to answer one message (each a claim of it) before it is marked failed with an audit event.",
+        NONE,
+        Format::Integer { min: 1, max: 20 },
+        Some("5"),
+    ),
+    setting(
+        "HISTORY_MESSAGES",
+        Category::Application,
+        "How many earlier messages of the conversation the assistant is given as context.",
+        NONE,
+        Format::Integer { min: 1, max: 50 },
+        Some("12"),
+    ),
+    setting(
         "RATE_LIMIT_PER_MINUTE",
         Category::Application,
         "Sustained requests per minute per client.",
@@ -675,6 +795,30 @@ static CATALOG: [Entry; 44] = [
         Format::BusinessHours,
         None,
     ),
+    setting(
+        "BUSINESS_ADDRESS",
+        Category::Business,
+        "Street address given to customers.",
+        NONE,
+        Format::Text { max: 200 },
+        None,
+    ),
+    setting(
+        "BUSINESS_PRICES",
+        Category::Business,
+        "Prices as the assistant may quote them, e.g. 'Individual class R$ 80/h; monthly plan R$ 600'.",
+        NONE,
+        Format::Text { max: 500 },
+        None,
+    ),
+    setting(
+        "BUSINESS_TONE",
+        Category::Business,
+        "How the assistant should sound, e.g. 'warm, concise, in Brazilian Portuguese'.",
+        NONE,
+        Format::Text { max: 200 },
+        Some("warm, concise and professional"),
+    ),
 ];
 
 /// Settings every edge function reads: how it runs, which hosts and origins it serves, whose
@@ -720,11 +864,30 @@ const OPTIONAL_READS: &[(&str, &[Function])] = &[
     ("ANTHROPIC_API_KEY", &[Webhook, HealthComprehensive]),
     ("GROQ_API_KEY", &[Webhook, HealthComprehensive]),
     ("GOOGLE_API_KEY", &[HealthComprehensive]),
+    ("OPENAI_API_KEY", &[Webhook]),
     ("OPENAI_MODEL", &[Webhook]),
     ("ANTHROPIC_MODEL", &[Webhook]),
+    ("GROQ_MODEL", &[Webhook]),
+    ("OPENAI_BASE_URL", &[Webhook]),
+    ("ANTHROPIC_BASE_URL", &[Webhook]),
+    ("AI_PROVIDERS", &[Webhook]),
+    ("AI_TIMEOUT_MS", &[Webhook]),
+    ("LLM_DAILY_BUDGET", &[Webhook]),
+    ("LLM_PRICES", &[Webhook]),
+    // The webhook's authentication methods (at least one in staging and production).
+    ("WEBHOOK_TOKEN", &[Webhook]),
+    ("EVOLUTION_JWT_KEY", &[Webhook]),
+    ("WEBHOOK_SENDER_PER_MINUTE", &[Webhook]),
+    ("WEBHOOK_SENDER_BURST", &[Webhook]),
+    ("HANDOVER_MINUTES", &[Webhook]),
+    ("REPLY_MAX_ATTEMPTS", &[Webhook]),
+    ("HISTORY_MESSAGES", &[Webhook]),
     ("BUSINESS_PHONE", &[Webhook]),
     ("BUSINESS_EMAIL", &[Webhook]),
     ("BUSINESS_HOURS", &[Webhook]),
+    ("BUSINESS_ADDRESS", &[Webhook]),
+    ("BUSINESS_PRICES", &[Webhook]),
+    ("BUSINESS_TONE", &[Webhook]),
 ];
 
 impl Entry {
@@ -845,7 +1008,8 @@ mod tests {
             "SECRET_KEY",
             "PROXY_HMAC_KEY",
             "ADMIN_TOKEN",
-            "EVOLUTION_WEBHOOK_SECRET",
+            "WEBHOOK_TOKEN",
+            "EVOLUTION_JWT_KEY",
         ] {
             let e = entry(name).unwrap_or_else(|| panic!("{name} missing"));
             assert_eq!(e.category, Category::Security, "{name}");
@@ -873,11 +1037,16 @@ mod tests {
 
     #[test]
     fn requirements_depend_on_function_and_environment() {
+        let evolution = entry("EVOLUTION_API_KEY").unwrap_or_else(|| panic!("missing"));
+        assert!(evolution.is_required(Function::Webhook, Environment::Production));
+        assert!(evolution.is_required(Function::Webhook, Environment::Staging));
+        assert!(!evolution.is_required(Function::Webhook, Environment::Development));
+        assert!(!evolution.is_required(Function::Login, Environment::Production));
+        // No AI key is required anywhere: the built-in responder answers without one.
         let openai = entry("OPENAI_API_KEY").unwrap_or_else(|| panic!("missing"));
-        assert!(openai.is_required(Function::Webhook, Environment::Production));
-        assert!(openai.is_required(Function::Webhook, Environment::Staging));
-        assert!(!openai.is_required(Function::Webhook, Environment::Development));
-        assert!(!openai.is_required(Function::Login, Environment::Production));
+        assert!(Environment::ALL
+            .iter()
+            .all(|env| !openai.is_required(Function::Webhook, *env)));
         let jwt = entry("JWT_SECRET_KEY").unwrap_or_else(|| panic!("missing"));
         assert!(jwt.is_required(Function::Login, Environment::Development));
         assert!(!jwt.is_required(Function::Health, Environment::Production));

@@ -206,6 +206,103 @@ pub fn parse_int(text: &str, min: u32, max: u32) -> Result<u32, FormatError> {
     }
 }
 
+/// Parses a non-negative decimal amount (`5`, `0.25`, `12.345678`) into millionths, so money
+/// is counted in whole micro-units (no floating point in budgets): at most 6 decimals and at
+/// most `max` whole units.
+pub fn parse_decimal_micros(text: &str, max: u32) -> Result<u64, FormatError> {
+    let bad = || {
+        FormatError::new(format!(
+            "must be a decimal number from 0 to {max} with at most 6 decimals (e.g. 2.50)"
+        ))
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || whole.len() > 10
+        || frac.len() > 6
+        || (text.contains('.') && frac.is_empty())
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u64 = whole.parse().map_err(|_| bad())?;
+    if whole > u64::from(max) {
+        return Err(bad());
+    }
+    let frac_micros: u64 = format!("{frac:0<6}").parse().map_err(|_| bad())?;
+    let micros = whole * 1_000_000 + frac_micros;
+    if micros > u64::from(max) * 1_000_000 {
+        return Err(bad());
+    }
+    Ok(micros)
+}
+
+/// The AI providers the webhook knows, in the order `AI_PROVIDERS` may name them.
+pub const AI_PROVIDER_NAMES: [&str; 3] = ["openai", "groq", "anthropic"];
+
+/// Parses `AI_PROVIDERS`: a comma list of distinct names from [`AI_PROVIDER_NAMES`], in the
+/// order they are tried.
+pub fn parse_provider_list(text: &str) -> Result<Vec<&'static str>, FormatError> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for (i, item) in text.split(',').map(str::trim).enumerate() {
+        let Some(name) = AI_PROVIDER_NAMES
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(item))
+        else {
+            return Err(FormatError::new("must be one of openai, groq, anthropic").item(i + 1));
+        };
+        if out.contains(name) {
+            return Err(FormatError::new("names a provider twice").item(i + 1));
+        }
+        out.push(name);
+    }
+    Ok(out)
+}
+
+/// One model's price per million tokens, in micro-units of the budget's currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelPrice {
+    /// The model name as the provider reports it (`gpt-4o-mini`).
+    pub model: String,
+    /// Price of one million input tokens, in millionths of a currency unit.
+    pub input_micros_per_mtok: u64,
+    /// Price of one million output tokens, in millionths of a currency unit.
+    pub output_micros_per_mtok: u64,
+}
+
+/// Parses `LLM_PRICES`: `model=input/output` entries separated by `;`, prices per million
+/// tokens in the budget's currency (`gpt-4o-mini=0.15/0.60; claude-haiku-4-5=1/5`).
+pub fn parse_price_list(text: &str) -> Result<Vec<ModelPrice>, FormatError> {
+    let mut out = Vec::new();
+    for (i, item) in text
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+    {
+        let shape = || {
+            FormatError::new("must be model=input/output (prices per million tokens)").item(i + 1)
+        };
+        let (model, prices) = item.split_once('=').ok_or_else(shape)?;
+        let (input, output) = prices.split_once('/').ok_or_else(shape)?;
+        let model = model.trim();
+        check_identifier(model, 100).map_err(|e| e.item(i + 1))?;
+        out.push(ModelPrice {
+            model: model.to_owned(),
+            input_micros_per_mtok: parse_decimal_micros(input.trim(), 1_000_000)
+                .map_err(|e| e.item(i + 1))?,
+            output_micros_per_mtok: parse_decimal_micros(output.trim(), 1_000_000)
+                .map_err(|e| e.item(i + 1))?,
+        });
+    }
+    if out.is_empty() {
+        return err("must list at least one model=input/output entry");
+    }
+    Ok(out)
+}
+
 fn no_whitespace_or_controls(text: &str) -> Result<(), FormatError> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return err("must not contain whitespace or control characters");
@@ -1028,6 +1125,42 @@ mod tests {
             .cycle()
             .take(n)
             .collect()
+    }
+
+    #[test]
+    fn decimal_amounts_are_counted_in_millionths() {
+        assert_eq!(parse_decimal_micros("5", 100), Ok(5_000_000));
+        assert_eq!(parse_decimal_micros("0.25", 100), Ok(250_000));
+        assert_eq!(parse_decimal_micros("12.345678", 100), Ok(12_345_678));
+        assert_eq!(parse_decimal_micros("0", 100), Ok(0));
+        for bad in ["", "-1", "1.", ".5", "1.2345678", "101", "1,5", "1e3", " 1"] {
+            assert!(parse_decimal_micros(bad, 100).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn provider_lists_name_known_providers_once_in_order() {
+        assert_eq!(
+            parse_provider_list("anthropic, openai"),
+            Ok(vec!["anthropic", "openai"])
+        );
+        assert_eq!(parse_provider_list("GROQ"), Ok(vec!["groq"]));
+        assert!(parse_provider_list("openai,openai").is_err());
+        assert!(parse_provider_list("openai,gemini").is_err());
+        assert!(parse_provider_list("").is_err());
+    }
+
+    #[test]
+    fn price_lists_give_input_and_output_prices_per_million_tokens() {
+        let prices =
+            parse_price_list("gpt-4o-mini=0.15/0.60; claude-haiku-4-5=1/5").unwrap_or_default();
+        assert_eq!(prices.len(), 2);
+        assert_eq!(prices[0].model, "gpt-4o-mini");
+        assert_eq!(prices[0].input_micros_per_mtok, 150_000);
+        assert_eq!(prices[1].output_micros_per_mtok, 5_000_000);
+        for bad in ["gpt", "gpt=1", "gpt=1/x", "=1/2", ";"] {
+            assert!(parse_price_list(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

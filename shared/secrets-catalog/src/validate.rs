@@ -335,6 +335,7 @@ enum Parsed {
     Phone(PhoneNumber),
     Email(Email),
     Hours(BusinessHours),
+    Providers(Vec<&'static str>),
 }
 
 fn check(entry: &Entry, value: &str, env: Environment) -> Result<Parsed, FormatError> {
@@ -380,6 +381,11 @@ fn check(entry: &Entry, value: &str, env: Environment) -> Result<Parsed, FormatE
         Format::Phone => PhoneNumber::parse(value).map(Parsed::Phone),
         Format::Email => Email::parse(value).map(Parsed::Email),
         Format::BusinessHours => BusinessHours::parse(value).map(Parsed::Hours),
+        Format::Decimal { max } => {
+            formats::parse_decimal_micros(value, max).map(|_| Parsed::Nothing)
+        }
+        Format::ProviderList => formats::parse_provider_list(value).map(Parsed::Providers),
+        Format::PriceList => formats::parse_price_list(value).map(|_| Parsed::Nothing),
     }
 }
 
@@ -525,6 +531,10 @@ fn run(lookup: Lookup<'_>, function: Function, today: Option<Date>) -> (Report, 
         );
     }
 
+    if function == Function::Webhook {
+        webhook_rules(&parsed, &secrets, env, &mut report);
+    }
+
     if !report.is_ok() {
         return (report, None);
     }
@@ -590,6 +600,50 @@ fn run(lookup: Lookup<'_>, function: Function, today: Option<Date>) -> (Report, 
         texts,
     };
     (report, Some(settings))
+}
+
+/// The webhook's cross-entry rules: in staging and production at least one of its three
+/// authentication methods is configured (else every delivery would be refused, or, worse, a
+/// later change would be tempted to accept unauthenticated ones); a provider named in
+/// `AI_PROVIDERS` has its key. Messages name keys only.
+fn webhook_rules(
+    parsed: &BTreeMap<&'static str, Parsed>,
+    secrets: &BTreeMap<&'static str, Secret>,
+    env: Environment,
+    report: &mut Report,
+) {
+    const AUTH: [&str; 3] = ["EVOLUTION_API_KEY", "WEBHOOK_TOKEN", "EVOLUTION_JWT_KEY"];
+    if env != Environment::Development && !AUTH.iter().any(|k| secrets.contains_key(k)) {
+        report.problem(
+            "WEBHOOK_TOKEN",
+            Rule::Missing,
+            format!(
+                "no webhook authentication is configured: set at least one of {} in {env}",
+                AUTH.join(", ")
+            ),
+        );
+    }
+    if let Some(Parsed::Providers(names)) = parsed.get("AI_PROVIDERS") {
+        for name in names {
+            let key = provider_key(name);
+            if !secrets.contains_key(key) {
+                report.problem(
+                    "AI_PROVIDERS",
+                    Rule::Missing,
+                    format!("names {name} but {key} is not set"),
+                );
+            }
+        }
+    }
+}
+
+/// The key variable of an AI provider named in `AI_PROVIDERS`.
+pub fn provider_key(name: &str) -> &'static str {
+    match name {
+        "groq" => "GROQ_API_KEY",
+        "anthropic" => "ANTHROPIC_API_KEY",
+        _ => "OPENAI_API_KEY",
+    }
 }
 
 fn check_rotation(
@@ -672,7 +726,7 @@ mod tests {
                 ("SECRET_KEY", SECRET_KEY),
                 ("PROXY_HMAC_KEY", HMAC),
                 ("ADMIN_TOKEN", ADMIN),
-                ("EVOLUTION_WEBHOOK_SECRET", WEBHOOK),
+                ("WEBHOOK_TOKEN", WEBHOOK),
                 ("PROXY_URL", "https://proxy.example.com"),
                 ("EVOLUTION_API_KEY", "B6D2F1E0-9A7C-4C3B-8E5F-1A2B3C4D5E6F"),
                 ("EVOLUTION_API_URL", "https://evolution.example.com"),
@@ -780,9 +834,8 @@ mod tests {
         );
         assert!(v.settings.trusted_hosts.is_empty());
         let webhook = Vars::development()
-            .with("EVOLUTION_WEBHOOK_SECRET", WEBHOOK)
             .settings(Function::Webhook)
-            .expect("development webhook with its guard secret");
+            .expect("a development webhook needs no authentication method to start");
         assert_eq!(webhook.settings.text("OPENAI_MODEL"), Some("gpt-4o-mini"));
     }
 
@@ -863,23 +916,23 @@ mod tests {
     #[test]
     fn a_missing_required_key_is_a_problem_naming_the_key_and_function() {
         let report = Vars::production()
-            .without("OPENAI_API_KEY")
+            .without("EVOLUTION_INSTANCE")
             .report(Function::Webhook);
-        assert_eq!(report.failing_keys(), vec!["OPENAI_API_KEY"]);
+        assert_eq!(report.failing_keys(), vec!["EVOLUTION_INSTANCE"]);
         assert_eq!(
             report.problems[0].to_string(),
-            "OPENAI_API_KEY: is required by webhook in production but is not set"
+            "EVOLUTION_INSTANCE: is required by webhook in production but is not set"
         );
         // The same key is not required by a function that does not use it.
         assert!(Vars::production()
-            .without("OPENAI_API_KEY")
+            .without("EVOLUTION_INSTANCE")
             .report(Function::Login)
             .is_ok());
         // Whitespace only counts as unset.
         let blank = Vars::production()
-            .with("OPENAI_API_KEY", "  \n")
+            .with("EVOLUTION_INSTANCE", "  \n")
             .report(Function::Webhook);
-        assert!(has(&blank.problems, "OPENAI_API_KEY", Rule::Missing));
+        assert!(has(&blank.problems, "EVOLUTION_INSTANCE", Rule::Missing));
     }
 
     #[test]
@@ -888,12 +941,62 @@ mod tests {
         assert!(has(&report.problems, "JWT_SECRET_KEY", Rule::Missing));
         assert!(!has(&report.problems, "SECRET_KEY", Rule::Missing));
         let report = Vars::development().report(Function::Webhook);
-        assert!(has(
-            &report.problems,
-            "EVOLUTION_WEBHOOK_SECRET",
-            Rule::Missing
-        ));
+        assert!(report.is_ok(), "{report}");
         assert!(!has(&report.problems, "OPENAI_API_KEY", Rule::Missing));
+    }
+
+    #[test]
+    fn a_deployed_webhook_needs_at_least_one_authentication_method_named_without_values() {
+        let none = Vars::production()
+            .without("WEBHOOK_TOKEN")
+            .without("EVOLUTION_API_KEY")
+            .report(Function::Webhook);
+        let auth = none
+            .problems
+            .iter()
+            .find(|p| p.key() == "WEBHOOK_TOKEN")
+            .expect("a problem naming the authentication keys");
+        assert_eq!(auth.rule(), Rule::Missing);
+        for key in ["EVOLUTION_API_KEY", "WEBHOOK_TOKEN", "EVOLUTION_JWT_KEY"] {
+            assert!(auth.message().contains(key), "{auth}");
+        }
+        assert!(!none.to_string().contains(WEBHOOK));
+        for only in ["WEBHOOK_TOKEN", "EVOLUTION_JWT_KEY"] {
+            let one = Vars::production()
+                .without("WEBHOOK_TOKEN")
+                .without("EVOLUTION_API_KEY")
+                .with(only, WEBHOOK)
+                .report(Function::Webhook);
+            // EVOLUTION_API_KEY is still required to send; the rule itself is met.
+            assert!(
+                !one.problems.iter().any(|p| p.key() == "WEBHOOK_TOKEN"),
+                "{only}: {one}"
+            );
+        }
+        let staging = Vars::production()
+            .with("ENVIRONMENT", "staging")
+            .without("WEBHOOK_TOKEN")
+            .without("EVOLUTION_API_KEY")
+            .report(Function::Webhook);
+        assert!(has(&staging.problems, "WEBHOOK_TOKEN", Rule::Missing));
+        assert!(Vars::development().report(Function::Webhook).is_ok());
+    }
+
+    #[test]
+    fn ai_providers_must_name_configured_providers() {
+        let report = Vars::production()
+            .with("AI_PROVIDERS", "anthropic,openai")
+            .report(Function::Webhook);
+        assert!(has(&report.problems, "AI_PROVIDERS", Rule::Missing));
+        assert!(report.to_string().contains("ANTHROPIC_API_KEY"), "{report}");
+        let ok = Vars::production()
+            .with("AI_PROVIDERS", "openai")
+            .report(Function::Webhook);
+        assert!(ok.is_ok(), "{ok}");
+        let bad = Vars::production()
+            .with("AI_PROVIDERS", "openai,bard")
+            .report(Function::Webhook);
+        assert!(has(&bad.problems, "AI_PROVIDERS", Rule::Format));
     }
 
     #[test]
@@ -914,7 +1017,7 @@ mod tests {
         let vars = Vars::development()
             .with("VALIDATE_API_KEYS", "false")
             .with("OPENAI_API_KEY", "not-a-key")
-            .with("EVOLUTION_WEBHOOK_SECRET", WEBHOOK);
+            .with("WEBHOOK_TOKEN", WEBHOOK);
         let v = vars.settings(Function::Webhook).unwrap();
         assert!(has(&v.warnings, "OPENAI_API_KEY", Rule::Format));
         assert_eq!(

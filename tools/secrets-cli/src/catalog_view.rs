@@ -55,6 +55,9 @@ pub struct EntryView {
     pub scope: &'static str,
     /// Where it must be set.
     pub required: Vec<Requirement>,
+    /// Functions (manifest names) that read it: the only units an optional secret is
+    /// written to, so a key never reaches a function that does not use it.
+    pub read_by: Vec<&'static str>,
     /// Set when we generate the value ourselves (`setup-secrets`); null for provider keys
     /// and settings.
     pub generated: Option<Generated>,
@@ -94,6 +97,9 @@ fn format_code(format: Format) -> &'static str {
         Format::Phone => "phone",
         Format::Email => "email",
         Format::BusinessHours => "business_hours",
+        Format::Decimal { .. } => "decimal",
+        Format::ProviderList => "provider_list",
+        Format::PriceList => "price_list",
     }
 }
 
@@ -153,6 +159,11 @@ pub fn view() -> Vec<EntryView> {
                     functions: need.functions.iter().map(|f| f.as_str()).collect(),
                     environments: need.environments.iter().map(|env| env.as_str()).collect(),
                 })
+                .collect(),
+            read_by: Function::ALL
+                .into_iter()
+                .filter(|f| e.read_by(*f))
+                .map(Function::as_str)
                 .collect(),
             generated: generated(e),
             previous_of: previous_of(e),
@@ -265,7 +276,8 @@ mod tests {
                 "SECRET_KEY",
                 "PROXY_HMAC_KEY",
                 "ADMIN_TOKEN",
-                "EVOLUTION_WEBHOOK_SECRET"
+                "WEBHOOK_TOKEN",
+                "EVOLUTION_JWT_KEY"
             ]
         );
     }
