@@ -24,8 +24,9 @@ RUN touch shared/proxy-auth/src/lib.rs services/pg-proxy/src/lib.rs services/pg-
     && cargo build --release --locked --manifest-path services/pg-proxy/Cargo.toml \
     && install -m 0755 services/pg-proxy/target/release/pg-proxy /usr/local/bin/pg-proxy
 
-# Runtime: Debian slim (glibc, matches the build stage) without a toolchain. No TLS roots are
-# needed: the proxy reaches Postgres over Railway's private network.
+# Runtime: Debian slim (glibc, matches the build stage) without a toolchain. No system CA
+# bundle is needed: TLS to Postgres (when sslmode asks for it) uses the Mozilla roots compiled
+# into the binary (webpki-roots) or the file named by sslrootcert.
 FROM debian:bookworm-slim AS runtime
 RUN groupadd --system --gid 10001 proxy \
     && useradd --system --uid 10001 --gid proxy --no-create-home --shell /usr/sbin/nologin proxy

@@ -126,7 +126,7 @@ async fn connect_pool() -> anyhow::Result<crate::pool::DbPool> {
         max_overflow: 0,
         ..Default::default()
     };
-    migrate::run_with_config(url.pg_config()).await?;
+    migrate::run_with_url(&url).await?;
     crate::pool::DbPool::new(&url, settings)
 }
 
@@ -139,7 +139,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let url = config::database_url(&ProcessEnv)?;
-            let report = migrate::run_with_config(url.pg_config()).await?;
+            let report = migrate::run_with_url(&url).await?;
             tracing::info!(applied = ?report.applied, already = ?report.already, "migrations done");
             println!(
                 "applied {:?}, already present {:?}",

@@ -47,11 +47,15 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// The Postgres connection string. Holds a password, so `Debug` is redacted.
+/// The Postgres connection string and its TLS policy. Holds a password, so `Debug` is
+/// redacted.
 #[derive(Clone)]
 pub struct DatabaseUrl {
     raw: String,
     parsed: tokio_postgres::Config,
+    tls: crate::tls::SslMode,
+    tls_note: Option<&'static str>,
+    rootcert: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -61,14 +65,30 @@ impl fmt::Debug for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// Parses a `postgres://` URL or a key=value connection string.
+    /// Parses a `postgres://` URL or a key=value connection string outside production.
     pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        Self::parse_for(raw, false)
+    }
+
+    /// Parses a connection string and decides its TLS mode ([`crate::tls::decide`]):
+    /// `production` requires TLS for a database on a public network.
+    pub fn parse_for(raw: &str, production: bool) -> Result<Self, ConfigError> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err(ConfigError::new("DATABASE_URL", "is empty"));
         }
+        let split = crate::tls::split_tls_params(raw);
+        let requested = match split.sslmode.as_deref() {
+            None => None,
+            Some(m) => Some(crate::tls::SslMode::parse(m).ok_or_else(|| {
+                ConfigError::new(
+                    "DATABASE_URL",
+                    "sslmode must be disable, prefer, require, verify-ca or verify-full",
+                )
+            })?),
+        };
         // The parser's error text can quote the input, so it is replaced, not forwarded.
-        let parsed: tokio_postgres::Config = raw.parse().map_err(|_| {
+        let mut parsed: tokio_postgres::Config = split.rest.parse().map_err(|_| {
             ConfigError::new(
                 "DATABASE_URL",
                 "is not a valid postgres connection string (expected postgres://user:password@host:port/db)",
@@ -77,15 +97,36 @@ impl DatabaseUrl {
         if parsed.get_hosts().is_empty() {
             return Err(ConfigError::new("DATABASE_URL", "names no host"));
         }
+        let decision = crate::tls::decide(production, parsed.get_hosts(), requested)
+            .map_err(|problem| ConfigError::new("DATABASE_URL", problem))?;
+        parsed.ssl_mode(decision.mode.driver_mode());
         Ok(Self {
             raw: raw.to_owned(),
             parsed,
+            tls: decision.mode,
+            tls_note: decision.note,
+            rootcert: crate::tls::rootcert_path(split.sslrootcert.as_deref()),
         })
     }
 
-    /// The parsed driver configuration.
+    /// The parsed driver configuration (its `ssl_mode` already set from the TLS decision).
     pub fn pg_config(&self) -> &tokio_postgres::Config {
         &self.parsed
+    }
+
+    /// The TLS mode in force.
+    pub fn tls_mode(&self) -> crate::tls::SslMode {
+        self.tls
+    }
+
+    /// A note for the start-up log when the TLS mode was upgraded or is weak.
+    pub fn tls_note(&self) -> Option<&'static str> {
+        self.tls_note
+    }
+
+    /// The rustls connector for this URL's TLS mode.
+    pub fn connector(&self) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+        crate::tls::connector(self.tls, self.rootcert.as_deref())
     }
 
     /// The raw text, only for the log redactor and for deriving other URLs in tests.
@@ -305,11 +346,17 @@ fn audience(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> String {
     value
 }
 
-/// DATABASE_URL alone (for `migrate`, `create-user`, `set-password`).
+/// True when ENVIRONMENT is `production` (the strict TLS rules apply).
+pub fn is_production(env: &dyn Lookup) -> bool {
+    present(env, "ENVIRONMENT").is_some_and(|v| v.trim().eq_ignore_ascii_case("production"))
+}
+
+/// DATABASE_URL alone (for `migrate`, `create-user`, `set-password`), with its TLS mode
+/// decided for the ENVIRONMENT.
 pub fn database_url(env: &dyn Lookup) -> Result<DatabaseUrl, ConfigError> {
     match present(env, "DATABASE_URL") {
         None => Err(ConfigError::new("DATABASE_URL", "is required but not set")),
-        Some(v) => DatabaseUrl::parse(&v),
+        Some(v) => DatabaseUrl::parse_for(&v, is_production(env)),
     }
 }
 
@@ -638,6 +685,57 @@ mod tests {
         let err = ServeConfig::from_env(&env(&[base[0], base[1], ("PROXY_ACCEPT_V1", "maybe")]))
             .unwrap_err();
         assert_eq!(err.0[0].name, "PROXY_ACCEPT_V1");
+    }
+
+    #[test]
+    fn production_refuses_plaintext_to_a_public_database_naming_the_variable_only() {
+        let k = key_hex();
+        let public = "postgres://app:Pa55-Leak@db.example.com:5432/app?sslmode=disable";
+        let err = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", public),
+            ("PROXY_HMAC_KEY", &k),
+            ("ENVIRONMENT", "production"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0[0].name, "DATABASE_URL");
+        assert!(text.contains("sslmode=disable"), "{text}");
+        assert!(
+            !text.contains("Pa55-Leak") && !text.contains("db.example.com"),
+            "{text}"
+        );
+        // The same URL outside production, or a private host in production, is accepted.
+        assert!(
+            ServeConfig::from_env(&env(&[("DATABASE_URL", public), ("PROXY_HMAC_KEY", &k)]))
+                .is_ok()
+        );
+        let private = "postgres://app:pw@postgres.railway.internal:5432/app?sslmode=disable";
+        let cfg = ServeConfig::from_env(&env(&[
+            ("DATABASE_URL", private),
+            ("PROXY_HMAC_KEY", &k),
+            ("ENVIRONMENT", "production"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.database_url.tls_mode(), crate::tls::SslMode::Disable);
+    }
+
+    #[test]
+    fn verify_full_is_accepted_and_enforced_through_the_driver() {
+        let url = DatabaseUrl::parse_for(
+            "postgres://app:pw@db.example.com/app?sslmode=verify-full",
+            true,
+        )
+        .unwrap();
+        assert_eq!(url.tls_mode(), crate::tls::SslMode::VerifyFull);
+        assert_eq!(
+            url.pg_config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let unset = DatabaseUrl::parse_for("postgres://app:pw@db.example.com/app", true).unwrap();
+        assert_eq!(unset.tls_mode(), crate::tls::SslMode::VerifyFull);
+        assert!(unset.tls_note().is_some());
+        let bad = DatabaseUrl::parse_for("postgres://a:b@h/app?sslmode=sometimes", false);
+        assert_eq!(bad.unwrap_err().name, "DATABASE_URL");
     }
 
     #[test]

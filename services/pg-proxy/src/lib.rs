@@ -4,7 +4,8 @@
 //! Where things live: configuration ([`config`]), the one error-to-HTTP mapping ([`error`]),
 //! validated inputs ([`domain`]), every SQL statement ([`store`]), the pool policy ([`pool`]),
 //! migrations ([`migrate`]), routes and middleware ([`http`]), serving and shutdown
-//! ([`server`]), logs ([`logging`]), password hashing ([`password`]), the CLI ([`cli`]).
+//! ([`server`]), logs ([`logging`]), password hashing ([`password`]), TLS to Postgres ([`tls`]), the CLI
+//! ([`cli`]).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod password;
 pub mod pool;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -103,7 +103,18 @@ pub async fn run(client: &mut Client) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Connects with a dedicated connection (not the pool) and runs the migrations.
+/// Connects with a dedicated connection (not the pool) under the URL's TLS mode and runs the
+/// migrations.
+pub async fn run_with_url(url: &crate::config::DatabaseUrl) -> anyhow::Result<Report> {
+    let (mut client, connection) = url.pg_config().connect(url.connector()?).await?;
+    let conn = tokio::spawn(connection);
+    let result = run(&mut client).await;
+    drop(client);
+    let _ = conn.await;
+    result
+}
+
+/// Like [`run_with_url`] over a plaintext connection: for tests against the local Postgres.
 pub async fn run_with_config(pg: &tokio_postgres::Config) -> anyhow::Result<Report> {
     let (mut client, connection) = pg.connect(tokio_postgres::NoTls).await?;
     let conn = tokio::spawn(connection);

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use serde::Serialize;
-use tokio_postgres::NoTls;
 
 use crate::config::{DatabaseUrl, PoolSettings};
 
@@ -55,7 +54,7 @@ impl DbPool {
     pub fn new(url: &DatabaseUrl, settings: PoolSettings) -> anyhow::Result<Self> {
         let manager = Manager::from_config(
             url.pg_config().clone(),
-            NoTls,
+            url.connector()?,
             ManagerConfig {
                 // `Fast` skips the per-checkout `SELECT 1`; a dead connection surfaces as a
                 // query error (503) and is dropped by deadpool on the next recycle.

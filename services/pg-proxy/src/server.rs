@@ -327,7 +327,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Migrates, warms the pool, binds and starts serving in the background.
 pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
-    let report = migrate::run_with_config(cfg.database_url.pg_config()).await?;
+    let tls = cfg.database_url.tls_mode().as_str();
+    match cfg.database_url.tls_note() {
+        Some(note) => tracing::warn!(tls, note, "database TLS"),
+        None => tracing::info!(tls, "database TLS"),
+    }
+    let report = migrate::run_with_url(&cfg.database_url).await?;
     tracing::info!(applied = ?report.applied, already = ?report.already, "migrations done");
     let pool = DbPool::new(&cfg.database_url, cfg.pool.clone())?;
     pool.warm()

@@ -120,6 +120,8 @@ pub const OLD_KEY_HEX: &str = "4f6c644b6579466f7254657374734f6e6c792d4f6c644b657
 #[derive(Clone)]
 pub struct Opts {
     pub env: Vec<(&'static str, String)>,
+    /// Appended to the test database's URL, e.g. `?sslmode=require`.
+    pub db_url_suffix: &'static str,
 }
 
 impl Default for Opts {
@@ -132,11 +134,17 @@ impl Default for Opts {
                 ("DB_POOL_TIMEOUT", "5".into()),
                 ("PROXY_SHUTDOWN_GRACE_SECS", "5".into()),
             ],
+            db_url_suffix: "",
         }
     }
 }
 
 impl Opts {
+    pub fn db_url_suffix(mut self, suffix: &'static str) -> Self {
+        self.db_url_suffix = suffix;
+        self
+    }
+
     pub fn set(mut self, name: &'static str, value: &str) -> Self {
         self.env.retain(|(n, _)| *n != name);
         self.env.push((name, value.to_owned()));
@@ -155,7 +163,10 @@ pub struct TestApp {
 
 pub fn serve_config(db: &TestDb, opts: &Opts) -> ServeConfig {
     let mut env: Vec<(&str, String)> = vec![
-        ("DATABASE_URL", db.url()),
+        (
+            "DATABASE_URL",
+            format!("{}{}", db.url(), opts.db_url_suffix),
+        ),
         ("PROXY_HMAC_KEY", KEY_HEX.into()),
         ("PROXY_AUDIENCE", AUDIENCE.into()),
         ("PORT", "0".into()),

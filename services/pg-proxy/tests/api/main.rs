@@ -13,4 +13,5 @@ mod pool;
 mod replay;
 mod shutdown;
 mod slow_clients;
+mod tls;
 mod users_audit_sessions;
