@@ -70,10 +70,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/claim", post(claim_message))
         .route("/v1/messages/reply", post(reply_message))
         .route("/v1/messages/release", post(release_message))
+        .route("/v1/messages/ingest", post(ingest_message))
+        .route("/v1/messages/stale", get(stale_messages))
         .route("/v1/conversations/history", get(history))
         .route("/v1/users", post(create_user))
         .route("/v1/users/verify", post(verify_user))
         .route("/v1/users/password", post(set_password))
+        .route("/v1/users/generation", get(user_generation))
+        .route("/v1/users/logout-all", post(logout_all))
         .route("/v1/sessions/revoke", post(revoke_session))
         .route("/v1/sessions/revoked", get(session_revoked))
         .route("/v1/audit", post(append_audit).get(list_audit))
@@ -505,6 +509,82 @@ async fn release_message(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestReq {
+    provider_message_id: String,
+    instance: String,
+    contact: String,
+    body: String,
+    #[serde(default)]
+    push_name: Option<String>,
+    sent_at: i64,
+    #[serde(default)]
+    lease_secs: Option<i64>,
+    #[serde(default)]
+    history_limit: Option<i64>,
+}
+
+/// `POST /v1/messages/ingest`: store an inbound message if new and claim it, in one round
+/// trip, with the conversation so far.
+async fn ingest_message(
+    State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
+    ApiJson(req): ApiJson<IngestReq>,
+) -> ApiResult<Json<store::Ingested>> {
+    let m = store::NewMessage {
+        provider_message_id: MessageId::parse(&req.provider_message_id)?,
+        instance: domain::bounded_text("instance", &req.instance, 1, 128)?,
+        contact: Contact::parse(&req.contact)?,
+        direction: Direction::Inbound,
+        body: domain::bounded_text("body", &req.body, 0, MAX_MESSAGE_CHARS)?,
+        push_name: req
+            .push_name
+            .as_deref()
+            .map(|p| domain::bounded_text("push_name", p, 0, 256))
+            .transpose()?,
+        sent_at: domain::unix_seconds("sent_at", req.sent_at)?,
+    };
+    let lease = req.lease_secs.unwrap_or(120);
+    if !(1..=3600).contains(&lease) {
+        return Err(ApiError::BadRequest("lease_secs must be 1 to 3600".into()));
+    }
+    let history_limit = req.history_limit.unwrap_or(10);
+    if !(0..=50).contains(&history_limit) {
+        return Err(ApiError::BadRequest("history_limit must be 0 to 50".into()));
+    }
+    let db = state.pool.inner().get().await?;
+    Ok(Json(
+        store::ingest_message(&db, &m, lease, &random_hex(16), history_limit, &nonce).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct StaleQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct StaleResponse {
+    messages: Vec<store::StaleMessage>,
+}
+
+/// `GET /v1/messages/stale`: what a scheduled re-drive should claim.
+async fn stale_messages(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<StaleQuery>,
+) -> ApiResult<Json<StaleResponse>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 100".into()));
+    }
+    let db = state.pool.inner().get().await?;
+    Ok(Json(StaleResponse {
+        messages: store::stale_messages(&db, limit).await?,
+    }))
+}
+
+#[derive(Deserialize)]
 struct HistoryQuery {
     contact: String,
     #[serde(default)]
@@ -609,6 +689,45 @@ async fn set_password(
     let db = state.pool.inner().get().await?;
     store::set_password(&db, &username, &phc).await?;
     Ok(Json(json!({ "updated": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserIdReq {
+    user_id: i64,
+}
+
+#[derive(Serialize)]
+struct GenerationResponse {
+    user_id: i64,
+    generation: i64,
+}
+
+/// `GET /v1/users/generation?user_id=`: the session generation the edge compares tokens to.
+async fn user_generation(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<UserIdReq>,
+) -> ApiResult<Json<GenerationResponse>> {
+    let db = state.pool.inner().get().await?;
+    let generation = store::user_generation(&db, q.user_id).await?;
+    Ok(Json(GenerationResponse {
+        user_id: q.user_id,
+        generation,
+    }))
+}
+
+/// `POST /v1/users/logout-all`: every session issued under the current generation dies.
+async fn logout_all(
+    State(state): State<AppState>,
+    Extension(nonce): Extension<Arc<Nonce>>,
+    ApiJson(req): ApiJson<UserIdReq>,
+) -> ApiResult<Json<GenerationResponse>> {
+    let db = state.pool.inner().get().await?;
+    let generation = store::bump_generation(&db, req.user_id, &nonce).await?;
+    Ok(Json(GenerationResponse {
+        user_id: req.user_id,
+        generation,
+    }))
 }
 
 fn token_id(t: &str) -> ApiResult<&str> {

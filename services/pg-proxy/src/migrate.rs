@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "logged_nonces",
         sql: include_str!("../migrations/0003_logged_nonces.sql"),
     },
+    Migration {
+        version: 4,
+        name: "generation_and_stale",
+        sql: include_str!("../migrations/0004_generation_and_stale.sql"),
+    },
 ];
 
 /// Advisory lock key: "pgproxy1" as big-endian bytes, unlikely to collide with other users.

@@ -430,6 +430,8 @@ pub struct User {
     pub username: String,
     /// Role.
     pub role: Role,
+    /// Session generation: logout-all increments it; tokens from an older one are dead.
+    pub generation: i64,
 }
 
 /// Creates a user with an already computed argon2id PHC hash; 409 if the name is taken.
@@ -451,6 +453,7 @@ pub async fn create_user(
         id: row.get(0),
         username: username.as_str().to_owned(),
         role,
+        generation: 0,
     })
 }
 
@@ -481,7 +484,7 @@ pub async fn find_credentials(
     let stmt = db
         .prepare_cached(with_nonce!(
             "$2",
-            " SELECT EXISTS (SELECT 1 FROM n), u.id, u.password_hash, u.role
+            " SELECT EXISTS (SELECT 1 FROM n), u.id, u.password_hash, u.role, u.generation
                 FROM (VALUES (1)) AS one LEFT JOIN users u ON u.username = $1"
         ))
         .await?;
@@ -494,6 +497,7 @@ pub async fn find_credentials(
                 id,
                 username: username.as_str().to_owned(),
                 role: Role::from_db(r.get::<_, &str>(3)),
+                generation: r.get(4),
             },
             r.get(2),
         )),
@@ -635,6 +639,252 @@ async fn record_nonce_in(tx: &deadpool_postgres::Transaction<'_>, nonce: &Nonce)
         .prepare_cached("INSERT INTO request_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING")
         .await?;
     nonce.accept(tx.execute(&stmt, &[&nonce.as_str()]).await? == 1)
+}
+
+/// A user's session generation; 404 if there is no such user.
+pub async fn user_generation(db: &Client, user_id: i64) -> ApiResult<i64> {
+    let stmt = db
+        .prepare_cached("SELECT generation FROM users WHERE id = $1")
+        .await?;
+    db.query_opt(&stmt, &[&user_id])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
+
+/// Logout-all: increments the user's session generation atomically (concurrent calls each
+/// get their own increment) and returns the new one; 404 if there is no such user.
+pub async fn bump_generation(db: &Client, user_id: i64, nonce: &Nonce) -> ApiResult<i64> {
+    let stmt = db
+        .prepare_cached(with_nonce!(
+            "$2",
+            ", u AS (
+                 UPDATE users SET generation = generation + 1, updated_at = now()
+                  WHERE id = $1 AND EXISTS (SELECT 1 FROM n)
+              RETURNING generation)
+             SELECT EXISTS (SELECT 1 FROM n), u.generation
+               FROM (VALUES (1)) AS one LEFT JOIN u ON true"
+        ))
+        .await?;
+    let r = db.query_one(&stmt, &[&user_id, &nonce.as_str()]).await?;
+    nonce.accept(r.get(0))?;
+    r.get::<_, Option<i64>>(1)
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))
+}
+
+/// What the webhook ingest reports.
+#[derive(Debug, Serialize)]
+pub struct Ingested {
+    /// True if this call stored the message.
+    pub new: bool,
+    /// State after the call.
+    pub state: String,
+    /// True if this caller now holds the message until `claimed_until`.
+    pub claimed: bool,
+    /// Token for reply/release; only when claimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim_token: Option<String>,
+    /// Unix seconds the lease ends; only when claimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_until: Option<i64>,
+    /// How many times the message has been claimed (this claim included).
+    pub attempts: i32,
+    /// The contact's messages before this one, oldest first.
+    pub history: Vec<HistoryItem>,
+}
+
+/// Webhook ingest in one round trip: one statement records the nonce, inserts the inbound
+/// message if it is new — already claimed by this caller — or else claims the existing one
+/// if it is `received` or its lease expired (a redelivery re-drives a stalled message); a
+/// `replied` or `failed` one is left alone. Being one statement it is one transaction, and
+/// the unique index plus the row lock make exactly one of concurrent callers claim it. The
+/// history is a second, read-only statement pipelined on the same connection.
+pub async fn ingest_message(
+    db: &Client,
+    m: &NewMessage,
+    lease_secs: i64,
+    token: &str,
+    history_limit: i64,
+    nonce: &Nonce,
+) -> ApiResult<Ingested> {
+    let stmt = db
+        .prepare_cached(with_nonce!(
+            "$9",
+            ", ins AS (
+                 INSERT INTO messages
+                     (provider_message_id, instance, contact, direction, body, push_name,
+                      sent_at, state, claim_token, claimed_until, attempts)
+                 SELECT $1, $2, $3, 'inbound', $4, $5, to_timestamp($6::bigint),
+                        'processing', $7, now() + make_interval(secs => $8::bigint), 1
+                  WHERE EXISTS (SELECT 1 FROM n)
+                 ON CONFLICT (provider_message_id) DO NOTHING
+                 RETURNING state, extract(epoch FROM claimed_until)::bigint AS until, attempts),
+             upd AS (
+                 UPDATE messages
+                    SET state = 'processing', claim_token = $7,
+                        claimed_until = now() + make_interval(secs => $8::bigint),
+                        attempts = attempts + 1
+                  WHERE provider_message_id = $1
+                    AND NOT EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM n)
+                    AND (state = 'received' OR (state = 'processing' AND claimed_until < now()))
+              RETURNING state, extract(epoch FROM claimed_until)::bigint AS until, attempts),
+             won AS (SELECT state, until, attempts FROM ins UNION ALL SELECT state, until, attempts FROM upd)
+             SELECT EXISTS (SELECT 1 FROM n), EXISTS (SELECT 1 FROM ins), won.state IS NOT NULL,
+                    COALESCE(won.state, m.state), won.until, COALESCE(won.attempts, m.attempts)
+               FROM (VALUES (1)) AS one
+               LEFT JOIN won ON true
+               LEFT JOIN messages m ON m.provider_message_id = $1 AND NOT EXISTS (SELECT 1 FROM ins)"
+        ))
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &m.provider_message_id.as_str(),
+        &m.instance,
+        &m.contact.as_str(),
+        &m.body,
+        &m.push_name,
+        &m.sent_at,
+        &token,
+        &lease_secs,
+        &nonce.as_str(),
+    ];
+    // The history statement runs after the ingest on the same connection (pipelined: one
+    // round trip), so it sees the committed insert; it excludes this message itself.
+    let (row, history) = tokio::try_join!(
+        db.query_one(&stmt, &params),
+        history_before(
+            db,
+            &m.contact,
+            m.provider_message_id.as_str(),
+            m.sent_at,
+            history_limit
+        ),
+    )?;
+    nonce.accept(row.get(0))?;
+    let new: bool = row.get(1);
+    let claimed: bool = row.get(2);
+    let (state, attempts) = match row.get::<_, Option<String>>(3) {
+        Some(state) => (state, row.get(5)),
+        // A concurrent ingest inserted the row after this statement's snapshot: it exists
+        // and that caller holds it.
+        None => {
+            let r = db
+                .query_opt(
+                    "SELECT state, attempts FROM messages WHERE provider_message_id = $1",
+                    &[&m.provider_message_id.as_str()],
+                )
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Unexpected(anyhow::anyhow!("conflicting message vanished"))
+                })?;
+            (r.get(0), r.get(1))
+        }
+    };
+    Ok(Ingested {
+        new,
+        state,
+        claimed,
+        claim_token: claimed.then(|| token.to_owned()),
+        claimed_until: row.get(4),
+        attempts,
+        history,
+    })
+}
+
+/// Up to `limit` messages with `contact` sent at or before `sent_at`, other than
+/// `exclude`, oldest first.
+async fn history_before(
+    db: &Client,
+    contact: &Contact,
+    exclude: &str,
+    sent_at: i64,
+    limit: i64,
+) -> Result<Vec<HistoryItem>, tokio_postgres::Error> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let stmt = db
+        .prepare_cached(
+            "SELECT provider_message_id, direction, body, sent_at, state FROM (
+                 SELECT provider_message_id, direction, body,
+                        extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
+                        messages.sent_at AS ts
+                   FROM messages
+                  WHERE contact = $1 AND provider_message_id <> $2
+                    AND messages.sent_at <= to_timestamp($3::bigint)
+                  ORDER BY messages.sent_at DESC, id DESC LIMIT $4) recent
+             ORDER BY ts ASC, id ASC",
+        )
+        .await?;
+    let rows = db
+        .query(&stmt, &[&contact.as_str(), &exclude, &sent_at, &limit])
+        .await?;
+    Ok(rows.iter().map(history_item).collect())
+}
+
+fn history_item(r: &tokio_postgres::Row) -> HistoryItem {
+    HistoryItem {
+        provider_message_id: r.get(0),
+        direction: r.get(1),
+        body: r.get(2),
+        sent_at: r.get(3),
+        state: r.get(4),
+    }
+}
+
+/// A message a scheduled re-drive should pick up.
+#[derive(Debug, Serialize)]
+pub struct StaleMessage {
+    /// Provider id (claim it with `/v1/messages/claim`).
+    pub provider_message_id: String,
+    /// Evolution instance.
+    pub instance: String,
+    /// Contact.
+    pub contact: String,
+    /// `processing` (lease expired) or `received` (never claimed).
+    pub state: String,
+    /// Claims so far: the edge marks the message `failed` after its limit.
+    pub attempts: i32,
+    /// Unix seconds the expired lease ended (`processing` only).
+    pub claimed_until: Option<i64>,
+    /// Unix seconds the message was stored.
+    pub stored_at: i64,
+}
+
+/// Inbound messages whose lease expired while `processing`, or that have been `received`
+/// and unclaimed for more than a minute; oldest first, at most `limit`.
+pub async fn stale_messages(db: &Client, limit: i64) -> ApiResult<Vec<StaleMessage>> {
+    let stmt = db
+        .prepare_cached(
+            "SELECT provider_message_id, instance, contact, state, attempts,
+                    extract(epoch FROM claimed_until)::bigint,
+                    extract(epoch FROM stored_at)::bigint
+               FROM (
+                 (SELECT * FROM messages
+                   WHERE state = 'processing' AND claimed_until < now()
+                   ORDER BY claimed_until LIMIT $1)
+                 UNION ALL
+                 (SELECT * FROM messages
+                   WHERE state = 'received' AND direction = 'inbound'
+                     AND stored_at < now() - interval '1 minute'
+                   ORDER BY stored_at LIMIT $1)
+               ) stale
+              ORDER BY COALESCE(claimed_until, stored_at), id
+              LIMIT $1",
+        )
+        .await?;
+    let rows = db.query(&stmt, &[&limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| StaleMessage {
+            provider_message_id: r.get(0),
+            instance: r.get(1),
+            contact: r.get(2),
+            state: r.get(3),
+            attempts: r.get(4),
+            claimed_until: r.get(5),
+            stored_at: r.get(6),
+        })
+        .collect())
 }
 
 /// Deletes replay-cache rows older than `keep_secs` and expired revocations.

@@ -115,7 +115,7 @@ async fn migrate_then_create_user_and_set_password_from_stdin() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied [1, 2, 3]"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied [1, 2, 3, 4]"));
 
     let mut c = bin();
     c.args(["create-user", "--username", "Admin.Ops", "--role", "admin"])

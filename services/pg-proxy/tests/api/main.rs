@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod health;
+mod ingest;
 mod injection;
 mod messages;
 mod migrations;

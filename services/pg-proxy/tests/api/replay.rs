@@ -124,6 +124,29 @@ async fn every_state_changing_route_refuses_a_replayed_nonce_and_applies_nothing
     let new_pw = json!({"username": "rita", "password": "another long passphrase"});
     let (s, _) = once_then_replayed(&app, "POST", "/v1/users/password", new_pw).await;
     assert_eq!(s, 200);
+    let (s, g) = once_then_replayed(
+        &app,
+        "POST",
+        "/v1/users/logout-all",
+        json!({"user_id": v["user"]["id"]}),
+    )
+    .await;
+    assert_eq!((s, &g["generation"]), (200, &json!(1)));
+
+    let ingest = json!({
+        "provider_message_id": "RP9", "instance": "kumon-main", "contact": JID,
+        "body": "oi", "sent_at": unix_now(),
+    });
+    let (s, i) = once_then_replayed(&app, "POST", "/v1/messages/ingest", ingest).await;
+    assert_eq!((s, &i["claimed"]), (200, &json!(true)));
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT attempts::bigint FROM messages WHERE provider_message_id = 'RP9'"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test]

@@ -311,3 +311,65 @@ async fn ping_is_a_signed_database_round_trip() {
     assert!(stats_before.size >= 1);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn logout_all_increments_the_user_generation_durably_and_verify_reports_it() {
+    let app = TestApp::spawn().await;
+    let (_, created) = app
+        .call(
+            "POST",
+            "/v1/users",
+            Some(json!({"username": "gina", "password": PW})),
+        )
+        .await;
+    let id = created["user"]["id"].as_i64().unwrap();
+    assert_eq!(created["user"]["generation"], 0);
+    let path = format!("/v1/users/generation?user_id={id}");
+    assert_eq!(
+        app.call("GET", &path, None).await,
+        (200, json!({"user_id": id, "generation": 0}))
+    );
+    for expected in [1, 2] {
+        let (status, body) = app
+            .call("POST", "/v1/users/logout-all", Some(json!({"user_id": id})))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"user_id": id, "generation": expected}));
+    }
+    // Durable: a fresh read (and a second replica) sees it.
+    assert_eq!(app.call("GET", &path, None).await.1["generation"], 2);
+    let (_, ok) = app
+        .call(
+            "POST",
+            "/v1/users/verify",
+            Some(json!({"username": "gina", "password": PW})),
+        )
+        .await;
+    assert_eq!(ok["user"]["generation"], 2);
+    // Concurrent logout-alls each count.
+    let calls =
+        (0..6).map(|_| app.call("POST", "/v1/users/logout-all", Some(json!({"user_id": id}))));
+    let gens: std::collections::BTreeSet<i64> = futures::future::join_all(calls)
+        .await
+        .iter()
+        .map(|(_, b)| b["generation"].as_i64().unwrap())
+        .collect();
+    assert_eq!(gens, (3..=8).collect());
+    // Unknown users.
+    assert_eq!(
+        app.call("GET", "/v1/users/generation?user_id=999999", None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/users/logout-all",
+            Some(json!({"user_id": 999999}))
+        )
+        .await
+        .0,
+        404
+    );
+}
