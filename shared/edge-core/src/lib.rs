@@ -10,9 +10,11 @@
 //! randomness. Time and randomness come through ports, so tests use a fixed clock.
 #![deny(missing_docs)]
 
+pub mod ai;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod evolution;
 pub mod health;
 pub mod hosts;
 pub mod kv;
@@ -23,10 +25,12 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod redact;
 pub mod request_id;
+pub mod responder;
 pub mod respond;
 pub mod sentry;
 pub mod serve;
 pub mod timeout;
+pub mod webhook;
 
 pub use bytes::Bytes;
 pub use error::Error;

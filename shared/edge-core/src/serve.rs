@@ -38,6 +38,14 @@ pub trait Function {
     async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error>;
 }
 
+/// A function with a scheduled job (a Workers cron trigger): the adapter loads the
+/// configuration as for a request and runs the job with a context of its own.
+pub trait Scheduled: Function {
+    /// Runs the job once; logs its own outcome (nobody waits for it).
+    #[allow(async_fn_in_trait)]
+    async fn scheduled<P: Platform>(ctx: &Ctx<'_, P>);
+}
+
 /// Work that runs after the response has been handed to the runtime.
 pub type Deferred<'a> = Vec<Pin<Box<dyn Future<Output = ()> + 'a>>>;
 

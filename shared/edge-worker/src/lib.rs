@@ -84,6 +84,35 @@ async fn to_http_request(req: &mut worker::Request) -> worker::Result<edge_core:
     Ok(out)
 }
 
+/// Runs the scheduled job of `F` (a cron trigger), kept alive by `waitUntil`; its config is
+/// loaded like a request's, and a misconfigured instance logs and skips the job.
+pub fn serve_scheduled<F: edge_core::serve::Scheduled>(
+    env: worker::Env,
+    ctx: worker::ScheduleContext,
+) {
+    ctx.wait_until(async move {
+        let platform = WorkerPlatform::new(env);
+        let config = CONFIG.with(|cell| {
+            cell.get_or_init(|| {
+                std::rc::Rc::new(edge_core::config::load(
+                    &platform,
+                    F::NAME,
+                    F::EXTRA_VARIABLES,
+                ))
+            })
+            .clone()
+        });
+        let Ok(cfg) = config.as_ref() else { return };
+        let id = edge_core::request_id::generate(edge_core::Platform::random(&platform))
+            .unwrap_or_else(|_| "scheduled".into());
+        let ctx = edge_core::Ctx::new(&platform, id, F::NAME, cfg);
+        F::scheduled(&ctx).await;
+        for work in ctx.take_deferred() {
+            work.await;
+        }
+    });
+}
+
 fn from_http_response(resp: edge_core::Response) -> worker::Result<worker::Response> {
     let (parts, body) = resp.into_parts();
     Ok(worker::Response::from_bytes(body.to_vec())?
@@ -108,6 +137,26 @@ macro_rules! export {
                 ctx: ::worker::Context,
             ) -> ::worker::Result<::worker::Response> {
                 ::edge_worker::serve::<super::$function>(req, env, ctx).await
+            }
+        }
+    };
+}
+
+/// Exports the scheduled (cron) job of `$function` (which implements
+/// `edge_core::serve::Scheduled`): `edge_worker::export_scheduled!(Webhook);` beside `export!`.
+#[macro_export]
+macro_rules! export_scheduled {
+    ($function:ident) => {
+        /// Workers cron entry point: runs the function's scheduled job.
+        #[allow(unsafe_code)] // the event macro generates the wasm-bindgen glue
+        mod worker_scheduled {
+            #[::worker::event(scheduled)]
+            async fn scheduled(
+                _event: ::worker::ScheduledEvent,
+                env: ::worker::Env,
+                ctx: ::worker::ScheduleContext,
+            ) {
+                ::edge_worker::serve_scheduled::<super::$function>(env, ctx)
             }
         }
     };

@@ -238,10 +238,19 @@ fn check_spin_variables(manifest: &str) {
                 secret,
                 "{manifest}: {upper} must be declared `secret = true` exactly when the catalog says it is a secret"
             );
+            // Host templates of allowed_outbound_hosts (Spin validates them with the default
+            // at load) need a valid URL: the proxy (run-proxy's port) and Evolution (a local
+            // port; production refuses http for both), Anthropic (its real API).
+            let default = match key.as_str() {
+                "proxy_url" => "http://127.0.0.1:8790",
+                "evolution_api_url" => "http://127.0.0.1:8080",
+                "anthropic_base_url" => "https://api.anthropic.com",
+                _ => "",
+            };
             assert_eq!(
                 app.get("default").and_then(|d| d.as_str()),
-                Some(""),
-                "{manifest}: {upper} defaults to empty (unset: the catalog decides, never the manifest)"
+                Some(default),
+                "{manifest}: {upper} defaults to {default:?} (unset: the catalog decides, never the manifest)"
             );
         }
     }
