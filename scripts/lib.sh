@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 
 # Every edge function: crate directory under functions/ = Spin component id = Workers env name.
-FUNCTIONS=(health webhook)
+FUNCTIONS=(health login logout webhook)
 # Workers that are not functions: the Durable Object host (deployed) and the dev router (local).
 STORE_WORKER=store
 # Test-only key-value probe (tests/kv-probe), served by `scripts/dev --with-probe`.

@@ -10,7 +10,9 @@
 //! randomness. Time and randomness come through ports, so tests use a fixed clock.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod ai;
+pub mod auth;
 pub mod config;
 pub mod cors;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod responder;
 pub mod respond;
 pub mod sentry;
 pub mod serve;
+pub mod session;
 pub mod timeout;
 pub mod webhook;
 

@@ -83,7 +83,18 @@ pub struct Runtime {
     state: PathBuf,
     /// Keep logs and state after teardown (set by [`Runtime::keep_files`]).
     keep: bool,
-    child: Child,
+    child: std::sync::Mutex<Child>,
+    /// How it was started, for [`Runtime::restart_with`].
+    launch: Launch,
+}
+
+/// The arguments a runtime was started with.
+#[derive(Clone)]
+struct Launch {
+    port: u16,
+    vars: Vec<(String, String)>,
+    with_probe: bool,
+    dev_args: Vec<String>,
 }
 
 impl Runtime {
@@ -97,37 +108,56 @@ impl Runtime {
         dev_args: &[&str],
         timeout: Duration,
     ) -> Result<Self, String> {
-        let root = repo_root();
         let port = free_port()?;
         let state = std::env::temp_dir().join(format!("assistant-edge-e2e-{port}"));
+        let launch = Launch {
+            port,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            with_probe,
+            dev_args: dev_args.iter().map(|a| a.to_string()).collect(),
+        };
+        let (child, rx) = Self::spawn(kind, &launch, &state)?;
+        let runtime = Self {
+            kind,
+            base: format!("http://127.0.0.1:{port}"),
+            logs: repo_root().join(format!(".dev/run-{port}/logs")),
+            probe: String::new(),
+            proxy: None,
+            state,
+            keep: false,
+            child: std::sync::Mutex::new(child),
+            launch,
+        };
+        let deadline = Instant::now() + timeout;
+        Self::wait_ready(runtime, rx, deadline, timeout)
+    }
+
+    fn spawn(
+        kind: Kind,
+        launch: &Launch,
+        state: &Path,
+    ) -> Result<(Child, mpsc::Receiver<String>), String> {
+        let root = repo_root();
         let mut cmd = Command::new(root.join("scripts/dev"));
-        cmd.args(["--runtime", kind.name(), "--port", &port.to_string()])
+        cmd.args(["--runtime", kind.name(), "--port", &launch.port.to_string()])
             .args(["--no-build", "--no-proxy"])
-            .args(with_probe.then_some("--with-probe"))
-            .args(dev_args)
-            .env("EDGE_STATE_DIR", &state)
+            .args(launch.with_probe.then_some("--with-probe"))
+            .args(&launch.dev_args)
+            .env("EDGE_STATE_DIR", state)
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        for (k, v) in vars {
+        for (k, v) in &launch.vars {
             cmd.env(k, v);
         }
         // Its own process group, so teardown reaches wrangler's node and workerd children.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().map_err(|e| format!("spawn scripts/dev: {e}"))?;
         let stdout = child.stdout.take();
-        let runtime = Self {
-            kind,
-            base: format!("http://127.0.0.1:{port}"),
-            logs: root.join(format!(".dev/run-{port}/logs")),
-            probe: String::new(),
-            proxy: None,
-            state,
-            keep: false,
-            child,
-        };
-
         // scripts/dev prints `PROBE <url>` then `READY <url>` on stdout once everything answers.
         let (tx, rx) = mpsc::channel();
         if let Some(stdout) = stdout {
@@ -143,8 +173,35 @@ impl Runtime {
                 }
             });
         }
-        let deadline = Instant::now() + timeout;
-        Self::wait_ready(runtime, rx, deadline, timeout)
+        Ok((child, rx))
+    }
+
+    /// Stops the runtime and starts it again on the same port and the same key-value state,
+    /// with `changes` applied to its variables (`None` removes one). For cases that need a
+    /// configuration change across a restart, such as a key rotation.
+    pub fn restart_with(&self, changes: &[(&str, Option<&str>)]) -> Result<(), String> {
+        let mut child = self
+            .child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        stop_group(&mut child);
+        let mut launch = self.launch.clone();
+        for (name, value) in changes {
+            launch.vars.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                launch.vars.push((name.to_string(), v.to_string()));
+            }
+        }
+        let (next, rx) = Self::spawn(self.kind, &launch, &self.state)?;
+        *child = next;
+        match rx.recv_timeout(Duration::from_secs(240)) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "{} did not come back after a restart; logs in {}",
+                self.kind.name(),
+                self.logs.display()
+            )),
+        }
     }
 
     fn wait_ready(
@@ -158,7 +215,12 @@ impl Runtime {
                 runtime.probe = probe;
                 return Ok(runtime);
             }
-            if let Ok(Some(status)) = runtime.child.try_wait() {
+            let exited = runtime
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 runtime.keep = true;
                 return Err(format!(
                     "scripts/dev exited with {status} before ready; logs in {}",
@@ -210,17 +272,9 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Ok(mut child) = self.child.lock() {
+            stop_group(&mut child);
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
         if self.keep {
             eprintln!(
                 "e2e: {} logs kept in {}",
@@ -234,6 +288,21 @@ impl Drop for Runtime {
             let _ = std::fs::remove_dir_all(&self.state);
         }
     }
+}
+
+/// Stops a `scripts/dev` process group: TERM, up to 10 s, then KILL.
+fn stop_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
 }
 
 fn free_port() -> Result<u16, String> {

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use e2e::{client, FakeServer, Kind, ProxyServer, Runtime};
+
+#[path = "e2e/auth.rs"]
+mod auth;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Case = fn(&Runtime) -> Result<(), Failed>;
@@ -178,6 +181,70 @@ const PROFILES: &[Profile] = &[
             (
                 "validate_deployment_script_fails_a_misconfigured_deployment",
                 validate_deployment_fails,
+            ),
+        ],
+    },
+    // Staff sessions (issue 9): login, the session check and logout on the running wasm,
+    // against a real pg-proxy on a fresh database.
+    Profile {
+        name: "auth",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("CORS_ORIGINS", "https://app.example.test"),
+            ("JWT_SECRET_KEY", auth::JWT_KEY),
+            // The general limiter is not what these cases test.
+            ("RATE_LIMIT_PER_MINUTE", "60000"),
+            ("RATE_LIMIT_BURST", "1000"),
+        ],
+        cases: &[
+            (
+                "login_session_logout_then_401_everywhere",
+                auth::login_session_logout_then_401_everywhere,
+            ),
+            (
+                "logout_all_kills_every_session",
+                auth::logout_all_kills_every_session,
+            ),
+            (
+                "refresh_revokes_the_old_token",
+                auth::refresh_revokes_the_old_token,
+            ),
+            (
+                "wrong_password_and_unknown_user_are_byte_identical_401s",
+                auth::wrong_password_and_unknown_user_are_byte_identical_401s,
+            ),
+            (
+                "sixth_bad_password_is_429_without_a_proxy_call",
+                auth::sixth_bad_password_is_429_without_a_proxy_call,
+            ),
+            (
+                "forged_and_invalid_tokens_are_401",
+                auth::forged_and_invalid_tokens_are_401,
+            ),
+            (
+                "bad_login_input_is_415_400_413",
+                auth::bad_login_input_is_415_400_413,
+            ),
+            (
+                "cookie_logout_from_a_foreign_origin_is_403",
+                auth::cookie_logout_from_a_foreign_origin_is_403,
+            ),
+            (
+                "a_stopped_proxy_makes_login_503_not_401",
+                auth::a_stopped_proxy_makes_login_503_not_401,
+            ),
+            (
+                "no_password_token_or_cookie_reaches_any_log",
+                auth::no_password_token_or_cookie_reaches_any_log,
+            ),
+            (
+                "the_previous_key_still_verifies_after_a_rotation",
+                auth::the_previous_key_still_verifies_after_a_rotation,
             ),
         ],
     },

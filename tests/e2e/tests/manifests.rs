@@ -238,9 +238,10 @@ fn check_spin_variables(manifest: &str) {
                 secret,
                 "{manifest}: {upper} must be declared `secret = true` exactly when the catalog says it is a secret"
             );
-            // Host templates of allowed_outbound_hosts (Spin validates them with the default
-            // at load) need a valid URL: the proxy (run-proxy's port) and Evolution (a local
-            // port; production refuses http for both), Anthropic (its real API).
+            // proxy_url is also the template of allowed_outbound_hosts, which Spin validates
+            // with the default at load: it needs a valid URL (and production refuses http).
+            // The same holds for the webhook's other host templates: Evolution (a local port;
+            // production refuses http) and Anthropic (its real API, the catalog default).
             let default = match key.as_str() {
                 "proxy_url" => "http://127.0.0.1:8790",
                 "evolution_api_url" => "http://127.0.0.1:8080",
