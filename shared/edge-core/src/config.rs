@@ -7,11 +7,11 @@
 //! exactly once: on Spin every lookup is a host call on every request (Spin instantiates per
 //! request), and a function has no business seeing another function's secrets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use secrets_catalog::{
-    entry, parse_settings, reads, Environment as CatalogEnvironment, Function as CatalogFunction,
-    IpNet, Secret, Settings,
+    entry, parse_settings, reads, rotation_reads, Environment as CatalogEnvironment,
+    Function as CatalogFunction, IpNet, Secret, Settings,
 };
 use serde_json::Map;
 
@@ -70,6 +70,9 @@ pub struct EdgeConfig {
     pub settings: Option<Settings>,
     /// Secrets a test-only function reads beyond the catalog's list (see [`load`]).
     extra_secrets: HashMap<&'static str, Secret>,
+    /// The `<NAME>_ROTATED_AT` companions read (only by the functions that judge rotation,
+    /// [`secrets_catalog::rotation_reads`]), as set: dates, not secrets.
+    rotated_at: BTreeMap<String, String>,
 }
 
 impl Default for EdgeConfig {
@@ -86,6 +89,7 @@ impl Default for EdgeConfig {
             sentry: None,
             settings: None,
             extra_secrets: HashMap::new(),
+            rotated_at: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +106,23 @@ impl EdgeConfig {
     /// A non-secret setting as text (the catalog default when unset and defaulted).
     pub fn text(&self, name: &str) -> Option<&str> {
         self.settings.as_ref().and_then(|s| s.text(name))
+    }
+
+    /// The value of variable `name` as this instance read it (trimmed; `None` when unset, so
+    /// catalog defaults do not count as set): a catalog entry the function reads, or a rotation
+    /// companion it reads. This is the lookup the secrets catalog's judgements take
+    /// ([`secrets_catalog::summary`], [`secrets_catalog::validate`]); it returns secret
+    /// values, so its result goes to the catalog and nowhere else.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(date) = self.rotated_at.get(name) {
+            return Some(date.clone());
+        }
+        if !self.set_variables.iter().any(|n| n == name) {
+            return None;
+        }
+        self.secret(name)
+            .map(|s| s.expose().to_owned())
+            .or_else(|| self.text(name).map(str::to_owned))
     }
 }
 
@@ -149,6 +170,16 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
             values.insert(name, value);
         }
     }
+    // Rotation companions: only the functions that judge rotation read them (one host call
+    // each on Spin). They are dates, kept as read for the catalog's rotation rules.
+    let rotated_at: BTreeMap<String, String> = rotation_reads(catalog_function(function))
+        .map(|e| e.rotated_at_name())
+        .filter_map(|name| {
+            let value = vars.get(&name.to_ascii_lowercase()).ok().flatten()?;
+            let value = value.trim();
+            (!value.is_empty()).then(|| (name, value.to_owned()))
+        })
+        .collect();
     let lookup = |name: &str| values.get(name).cloned();
     let now_ms = platform.clock().now_unix_ms();
 
@@ -216,6 +247,7 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
         set_variables,
         settings: Some(s),
         extra_secrets,
+        rotated_at,
     })
 }
 
@@ -311,6 +343,50 @@ mod tests {
             .redactor
             .redact("c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c")
             .contains("c17fa154"));
+    }
+
+    #[test]
+    fn the_functions_that_judge_rotation_read_each_companion_once_and_others_none() {
+        let p = platform(&[
+            ("ENVIRONMENT", "development"),
+            ("ADMIN_TOKEN_ROTATED_AT", "2026-01-02"),
+            (
+                "ADMIN_TOKEN",
+                "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c",
+            ),
+        ]);
+        let cfg = load(&p, "health-secrets", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.lookup("ADMIN_TOKEN_ROTATED_AT").as_deref(),
+            Some("2026-01-02")
+        );
+        assert_eq!(cfg.lookup("ENVIRONMENT").as_deref(), Some("development"));
+        assert_eq!(
+            cfg.lookup("ENABLE_RATE_LIMITING"),
+            None,
+            "a default is not set"
+        );
+        let looked_up = p.vars.looked_up();
+        let companions: Vec<&String> = looked_up
+            .iter()
+            .filter(|n| n.ends_with("_rotated_at"))
+            .collect();
+        assert_eq!(
+            companions.len(),
+            rotation_reads(CatalogFunction::HealthSecrets).count()
+        );
+        let mut unique = looked_up.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), looked_up.len(), "each variable once");
+
+        let p = platform(&[("ENVIRONMENT", "development")]);
+        load(&p, "health", &[]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(p
+            .vars
+            .looked_up()
+            .iter()
+            .all(|n| !n.ends_with("_rotated_at")));
     }
 
     #[test]

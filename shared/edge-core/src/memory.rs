@@ -332,6 +332,7 @@ impl MemoryPlatform {
 }
 
 impl Platform for MemoryPlatform {
+    const RUNTIME: &'static str = "memory";
     type Kv = MemoryKv;
     type Http = MemoryHttp;
     type Timer = MemoryTimer;

@@ -152,6 +152,9 @@ pub trait LogSink {
 
 /// Everything a function gets from its platform.
 pub trait Platform {
+    /// Which runtime this is (`spin`, `workers`; `memory` in tests), for build information in
+    /// health reports. Never used to branch behaviour: that is what the ports are for.
+    const RUNTIME: &'static str;
     /// The key-value adapter.
     type Kv: KeyValue;
     /// The outbound HTTP adapter.

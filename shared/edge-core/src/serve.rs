@@ -33,6 +33,15 @@ pub trait Function {
     /// test-only functions the catalog does not know (the key-value probe).
     const EXTRA_VARIABLES: &'static [&'static str] = &[];
 
+    /// The answer to every request while the instance's configuration is invalid (the
+    /// failing keys are logged once, at load). By default the generic 503 `misconfigured`
+    /// error; health checks answer in their own format instead, so that a monitor reads
+    /// `fail` and the failing component (`config`), never which key or why. The second
+    /// argument is the platform's time (unix ms), for a report's timestamp.
+    fn misconfigured(request_id: &str, _now_ms: u64) -> Response {
+        Error::Misconfigured { problems: vec![] }.into_response(request_id)
+    }
+
     /// Handles one request. Errors become structured responses in [`serve`].
     #[allow(async_fn_in_trait)]
     async fn handle<P: Platform>(req: Request, ctx: &Ctx<'_, P>) -> Result<Response, Error>;
@@ -246,7 +255,7 @@ pub async fn serve_deferred<'a, F: Function, P: Platform>(
         })
     } else {
         match config {
-            Err(_) => Err(Error::Misconfigured { problems: vec![] }),
+            Err(_) => Ok(F::misconfigured(&request_id, started)),
             Ok(cfg) => {
                 let client = crate::hosts::client_address(&req, peer, &cfg.trusted_proxies);
                 let ctx = Ctx::new(platform, request_id.clone(), F::NAME, cfg).with_client(client);

@@ -235,6 +235,7 @@ impl LogSink for SpinLog {
 }
 
 impl Platform for SpinPlatform {
+    const RUNTIME: &'static str = "spin";
     type Kv = SpinKv;
     type Http = SpinHttp;
     type Timer = SpinTimer;

@@ -110,6 +110,7 @@ impl LogSink for WorkerLog {
 }
 
 impl Platform for WorkerPlatform {
+    const RUNTIME: &'static str = "workers";
     type Kv = DoKv;
     type Http = WorkerHttp;
     type Timer = WorkerTimer;

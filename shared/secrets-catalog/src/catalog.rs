@@ -861,15 +861,22 @@ const OPTIONAL_READS: &[(&str, &[Function])] = &[
     ("LOGIN_MAX_FAILURES_PER_USER", &[Login]),
     ("LOGIN_MAX_FAILURES_PER_IP", &[Login]),
     ("LOGIN_LOCKOUT_MINUTES", &[Login]),
+    // The providers: the webhook calls them; health-comprehensive reports whether each key is
+    // configured and well formed, and (for an admin, `?probe=true`) lists models at the base URL.
     ("ANTHROPIC_API_KEY", &[Webhook, HealthComprehensive]),
     ("GROQ_API_KEY", &[Webhook, HealthComprehensive]),
     ("GOOGLE_API_KEY", &[HealthComprehensive]),
-    ("OPENAI_API_KEY", &[Webhook]),
+    ("OPENAI_API_KEY", &[Webhook, HealthComprehensive]),
     ("OPENAI_MODEL", &[Webhook]),
     ("ANTHROPIC_MODEL", &[Webhook]),
     ("GROQ_MODEL", &[Webhook]),
-    ("OPENAI_BASE_URL", &[Webhook]),
-    ("ANTHROPIC_BASE_URL", &[Webhook]),
+    ("OPENAI_BASE_URL", &[Webhook, HealthComprehensive]),
+    ("ANTHROPIC_BASE_URL", &[Webhook, HealthComprehensive]),
+    // Evolution (required by the webhook): health-comprehensive reports whether it is
+    // configured and, for an admin, asks for the instance's connection state.
+    ("EVOLUTION_API_KEY", &[HealthComprehensive]),
+    ("EVOLUTION_API_URL", &[HealthComprehensive]),
+    ("EVOLUTION_INSTANCE", &[HealthComprehensive]),
     ("AI_PROVIDERS", &[Webhook]),
     ("AI_TIMEOUT_MS", &[Webhook]),
     ("LLM_DAILY_BUDGET", &[Webhook]),
@@ -923,6 +930,20 @@ impl Entry {
 /// The entries `function` reads, in catalog order.
 pub fn reads(function: Function) -> impl Iterator<Item = &'static Entry> {
     CATALOG.iter().filter(move |e| e.read_by(function))
+}
+
+/// Functions that judge rotation (due dates, overdue days) and so read the rotation companions
+/// of the secrets they read. Every other function leaves them alone: rotation never decides
+/// whether a function may serve, and on Spin every variable read is a host call per request.
+const ROTATION_READERS: &[Function] = &[HealthComprehensive, HealthSecrets];
+
+/// The rotated entries whose companion `<NAME>_ROTATED_AT` ([`Entry::rotated_at_name`])
+/// `function` reads, in catalog order: every secret with a rotation period that it reads, for
+/// the functions that judge rotation (`health-comprehensive`, `health-secrets`); none for the
+/// others. A Spin component declares these companions beside the entries of [`reads`].
+pub fn rotation_reads(function: Function) -> impl Iterator<Item = &'static Entry> {
+    let judges = ROTATION_READERS.contains(&function);
+    reads(function).filter(move |e| judges && matches!(e.rotation, Rotation::Days(_)))
 }
 
 /// The whole catalog, in a stable order (by category, then as listed above).
@@ -1087,5 +1108,33 @@ mod tests {
                 "{f} must read everything it requires"
             );
         }
+    }
+
+    #[test]
+    fn only_the_health_functions_that_judge_rotation_read_the_rotation_companions() {
+        let companions = |f: Function| rotation_reads(f).map(|e| e.name).collect::<Vec<_>>();
+        for f in [
+            Function::Webhook,
+            Function::Login,
+            Function::Health,
+            Function::HealthReadiness,
+        ] {
+            assert!(companions(f).is_empty(), "{f}");
+        }
+        let secrets = companions(Function::HealthSecrets);
+        let rotated_edge_secrets: Vec<&str> = catalog()
+            .iter()
+            .filter(|e| e.secret && e.scope != Scope::Proxy)
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(secrets, rotated_edge_secrets, "every edge secret rotates");
+        let comprehensive = companions(Function::HealthComprehensive);
+        assert!(
+            comprehensive.contains(&"ADMIN_TOKEN") && comprehensive.contains(&"OPENAI_API_KEY")
+        );
+        assert!(
+            !comprehensive.contains(&"ENVIRONMENT") && !comprehensive.contains(&"WEBHOOK_TOKEN"),
+            "only rotated secrets it reads: {comprehensive:?}"
+        );
     }
 }

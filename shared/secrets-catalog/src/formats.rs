@@ -125,7 +125,7 @@ pub enum Function {
     Health,
     /// `health-readiness`: readiness (proxy and store reachable).
     HealthReadiness,
-    /// `health-comprehensive`: every dependency, admin only.
+    /// `health-comprehensive`: every dependency; outbound probes for an admin only.
     HealthComprehensive,
     /// `health-secrets`: configuration summary without values, admin only.
     HealthSecrets,

@@ -54,7 +54,8 @@ mod summary;
 mod validate;
 
 pub use catalog::{
-    catalog, entry, reads, rotation_days, Category, Entry, Format, Need, Rotation, Scope, Strength,
+    catalog, entry, reads, rotation_days, rotation_reads, Category, Entry, Format, Need, Rotation,
+    Scope, Strength,
 };
 pub use date::{Date, DateError};
 pub use formats::{
