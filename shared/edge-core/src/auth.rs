@@ -18,8 +18,7 @@
 //! - **Logout-all** `POST /api/v1/auth/logout-all`: raises the user's session generation in
 //!   KV (immediate) and in the proxy (durable); every older token is refused.
 
-use http::{header, HeaderValue, Method, StatusCode};
-use serde::Deserialize;
+use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::log::{self, Level};
@@ -37,29 +36,77 @@ const PASSWORD_MAX: usize = 1024;
 /// User agents are cut to this many characters in audit records.
 const USER_AGENT_MAX: usize = 160;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The login body: exactly `username` and `password`, both strings. Read through
+/// `serde_json::Value` (already in every artifact) rather than a derive, to keep the login
+/// artifact small.
 struct Credentials {
     username: String,
     password: String,
 }
 
-/// A user as the proxy's `/v1/users/verify` returns it.
-#[derive(Debug, Deserialize)]
+impl Credentials {
+    fn parse(body: &Value) -> Result<Self, Error> {
+        let object = body.as_object().ok_or_else(|| {
+            Error::bad_request(
+                "invalid_json",
+                "JSON does not match the expected shape: an object.",
+            )
+        })?;
+        if let Some(extra) = object.keys().find(|k| *k != "username" && *k != "password") {
+            // Field names from our schema only; the caller's own key is not echoed.
+            let _ = extra;
+            return Err(Error::bad_request(
+                "invalid_json",
+                "JSON does not match the expected shape: only `username` and `password`.",
+            ));
+        }
+        let field = |name: &'static str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        "invalid_json",
+                        format!("JSON does not match the expected shape: missing field `{name}` (a string)."),
+                    )
+                })
+        };
+        Ok(Self {
+            username: field("username")?,
+            password: field("password")?,
+        })
+    }
+}
+
+/// A user as the proxy's `/v1/users/verify` returns it (`{"valid", "user": {"id",
+/// "username", "role", "generation", "disabled"?}}`).
+#[derive(Debug)]
 struct User {
     id: i64,
     username: String,
     role: String,
-    #[serde(default)]
     generation: i64,
-    #[serde(default)]
     disabled: bool,
 }
 
-#[derive(Deserialize)]
-struct VerifyReply {
-    valid: bool,
-    user: Option<User>,
+impl User {
+    fn from_reply(reply: &Value) -> Result<Option<Self>, Error> {
+        if reply["valid"] != Value::Bool(true) {
+            return Ok(None);
+        }
+        let u = &reply["user"];
+        let bad = || Error::Unexpected {
+            cause: "proxy /v1/users/verify: valid without a readable user".into(),
+        };
+        Ok(Some(Self {
+            id: u["id"].as_i64().ok_or_else(bad)?,
+            username: u["username"].as_str().ok_or_else(bad)?.to_owned(),
+            role: u["role"].as_str().ok_or_else(bad)?.to_owned(),
+            generation: u["generation"].as_i64().unwrap_or(0),
+            disabled: u["disabled"].as_bool().unwrap_or(false),
+        }))
+    }
 }
 
 /// Routes of the `login` function.
@@ -144,7 +191,7 @@ impl Lockout {
 const FAILURE_PREFIX: &str = "ctr:login:";
 
 async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response, Error> {
-    let creds: Credentials = respond::json_body(req)?;
+    let creds = Credentials::parse(&respond::json_body::<Value>(req)?)?;
     let username = creds.username.trim().to_ascii_lowercase();
     if username.is_empty() || username.len() > USERNAME_MAX {
         return Err(Error::bad_request(
@@ -182,17 +229,13 @@ async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response,
         "/v1/users/verify",
         &json!({"username": username, "password": creds.password}),
     )?;
-    let (_, reply): (_, VerifyReply) = proxy::json(ctx, &target, &call, &[]).await?;
-    let user = match reply {
-        VerifyReply {
-            valid: true,
-            user: Some(user),
-        } if !user.disabled => user,
+    let (_, reply): (_, Value) = proxy::json(ctx, &target, &call, &[]).await?;
+    let user = match User::from_reply(&reply)? {
+        Some(user) if !user.disabled => user,
         other => {
-            let reason = match other.user {
-                Some(u) if u.disabled => "user_disabled",
-                _ if other.valid => "user_missing",
-                _ => "bad_credentials",
+            let reason = match other {
+                Some(_) => "user_disabled",
+                None => "bad_credentials",
             };
             let u = kv.increment(&user_key, 1, expires).await?;
             let ip = kv.increment(&ip_key, 1, expires).await?;

@@ -4,6 +4,7 @@ use super::*;
 use crate::config::{load, EdgeConfig};
 use crate::memory::{block_on, MemoryPlatform};
 use crate::ports::PortError;
+use http::Method;
 
 const KEY: &str = "7f079d6523b492c8d635eeaf7693828d844dd855f06f6cec0bf5bfded42f8b68";
 const HMAC: &str = "a870e8141c2dea42716bd554fb919e7af61032b80e57cdbe37746b3007655334";
