@@ -17,7 +17,7 @@ export default defineRailway((ctx) => {
     build: {
       builder: "DOCKERFILE",
       dockerfilePath: "Dockerfile",
-      watchPatterns: ["Dockerfile", "services/pg-proxy/**", "shared/proxy-auth/**"],
+      watchPatterns: ["Dockerfile", "services/pg-proxy/**", "shared/proxy-auth/**", "shared/log-redact/**"],
     },
     deploy: {
       startCommand: "/usr/local/bin/pg-proxy serve",

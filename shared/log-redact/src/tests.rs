@@ -1,0 +1,203 @@
+use super::*;
+
+fn redactor(secrets: &[&str]) -> Redactor {
+    Redactor::new(secrets.iter().copied())
+}
+
+/// `value` as the JSON loggers write it: a JSON string field (escaping by hand, as serde_json
+/// would, so the crate needs no JSON dependency).
+fn json_line(value: &str) -> String {
+    format!(r#"{{"level":"INFO","cause":"{}"}}"#, json_escaped(value))
+}
+
+#[test]
+fn configured_secret_values_are_masked_anywhere() {
+    let out = redactor(&["configured-secret-value-123"])
+        .redact(r#"{"cause":"auth failed with configured-secret-value-123 at db"}"#);
+    assert!(!out.contains("configured-secret-value-123"), "{out}");
+    assert!(out.contains("with [redacted] at"), "{out}");
+}
+
+#[test]
+fn a_secret_with_quotes_and_backslashes_is_masked_in_its_json_escaped_form() {
+    let secret = r#"pa"ss\word-123"#;
+    let r = redactor(&[secret]);
+    let line = json_line(&format!("failed with {secret}"));
+    assert!(line.contains(r#"pa\"ss\\word-123"#), "{line}");
+    let out = r.redact(&line);
+    assert!(!out.contains("word-123"), "{out}");
+    assert!(out.contains("failed with [redacted]"), "{out}");
+    // Twice escaped: an error text that was itself a JSON string.
+    let nested = json_line(&format!(r#"{{"inner":"{}"}}"#, json_escaped(secret)));
+    let out = r.redact(&nested);
+    assert!(!out.contains("word-123"), "{out}");
+}
+
+#[test]
+fn a_percent_encoded_secret_is_masked_in_either_hex_case_and_the_form_encoding() {
+    let secret = "p@ss w/rd:42!";
+    let r = redactor(&[secret]);
+    for encoded in [
+        "p%40ss%20w%2Frd%3A42%21",
+        "p%40ss%20w%2frd%3a42%21",
+        "p%40ss+w%2Frd%3A42%21",
+    ] {
+        let out = r.redact(&json_line(&format!("url ?q={encoded}&x=1")));
+        assert!(!out.contains(encoded), "{out}");
+        assert!(!out.contains("w%2") && !out.contains("rd%3"), "{out}");
+        assert!(out.contains("&x=1"), "{out}");
+    }
+}
+
+#[test]
+fn a_base64_encoded_secret_is_masked_also_inside_a_basic_credential() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let secret = "Sup3r-Secret-Value!";
+    let r = redactor(&[secret]);
+    for user in ["", "a", "ab", "admin"] {
+        let basic = STANDARD.encode(format!("{user}:{secret}"));
+        let out = r.redact(&json_line(&format!("Basic {basic} rejected")));
+        assert!(!out.contains(&basic), "{user}: {out}");
+        assert!(out.contains(MASK), "{out}");
+    }
+    let alone = URL_SAFE.encode(secret);
+    let out = r.redact(&json_line(&format!("value {alone}")));
+    assert!(!out.contains(&alone[..alone.len() - 4]), "{out}");
+}
+
+#[test]
+fn short_configured_values_are_not_treated_as_secrets() {
+    let r = redactor(&["short", "abc", ""]);
+    assert_eq!(r.redact("a short note, abc def"), "a short note, abc def");
+}
+
+#[test]
+fn provider_key_shapes_are_masked() {
+    let text = "openai sk-proj-abcdefghijklmnop1234 groq gsk_abcdefghijklmnopqrstuvwxyz google AIzaSyA1234567890abcdefghij";
+    let out = redactor(&[]).redact(text);
+    for leaked in [
+        "abcdefghijklmnop1234",
+        "abcdefghijklmnopqrstuvwxyz",
+        "SyA1234567890",
+    ] {
+        assert!(!out.contains(leaked), "{out}");
+    }
+    assert!(out.contains("sk-[redacted]"), "{out}");
+}
+
+#[test]
+fn bearer_tokens_are_masked_case_insensitively() {
+    let out = redact_shapes("sent with bearer eyJhbGciOi.payload.sig to x");
+    assert!(!out.contains("eyJhbGciOi"), "{out}");
+    assert!(out.contains("bearer [redacted] to x"), "{out}");
+}
+
+#[test]
+fn url_passwords_are_masked_anywhere_in_a_line() {
+    let line = r#"{"cause":"connect postgres://app:s3cr3t@db:5432/app failed"}"#;
+    assert_eq!(
+        mask_url_passwords(line),
+        r#"{"cause":"connect postgres://app:[redacted]@db:5432/app failed"}"#
+    );
+    let plain = "see https://example.com:8443/x and postgres://app@db/app";
+    assert_eq!(mask_url_passwords(plain), plain);
+}
+
+#[test]
+fn password_fields_are_masked_in_json_and_forms() {
+    let out = redact_shapes(r#"{"username":"ana","password":"hunter2!"} and password=hunter3&x=1"#);
+    assert!(!out.contains("hunter2"), "{out}");
+    assert!(!out.contains("hunter3"), "{out}");
+    assert!(out.contains("ana"), "{out}");
+    assert!(out.contains("x=1"), "{out}");
+}
+
+#[test]
+fn a_quoted_secret_field_is_masked_up_to_its_unescaped_closing_quote() {
+    let line = r#"{"password":"a \"quoted\" \\ pass","user":"ana"}"#;
+    assert_eq!(
+        mask_secret_fields(line),
+        r#"{"password":"[redacted]","user":"ana"}"#
+    );
+    // Inside an escaped JSON string (an error text that quotes a JSON body).
+    let nested = json_line(r#"body {"password":"x\"y z","user":"ana"}"#);
+    let out = mask_secret_fields(&nested);
+    assert!(!out.contains("y z"), "{out}");
+    assert!(out.contains("ana"), "{out}");
+    assert_eq!(
+        mask_secret_fields("api_key='abc def' next"),
+        "api_key='[redacted]' next"
+    );
+}
+
+#[test]
+fn an_unquoted_secret_field_is_masked_whole_up_to_the_next_field() {
+    assert_eq!(
+        mask_secret_fields("login password=correct horse battery user=ana"),
+        "login password=[redacted] user=ana"
+    );
+    assert_eq!(
+        mask_secret_fields("dsn host=db password=correct horse"),
+        "dsn host=db password=[redacted]"
+    );
+    assert_eq!(
+        mask_secret_fields("q?token=abc def&page=2"),
+        "q?token=[redacted]&page=2"
+    );
+    let out = mask_secret_fields(&json_line("connect failed: password=correct horse staple"));
+    assert!(!out.contains("horse"), "{out}");
+    assert!(out.contains(r#"password=[redacted]""#), "{out}");
+}
+
+#[test]
+fn secret_named_keys_are_masked_but_counts_and_other_fields_are_not() {
+    assert_eq!(
+        mask_secret_fields("Authorization: Bearer abc.def.ghi"),
+        "Authorization: [redacted]"
+    );
+    assert_eq!(
+        mask_secret_fields(r#"{"PROXY_HMAC_KEY":"00ff","status":200,"path":"/v1/x"}"#),
+        r#"{"PROXY_HMAC_KEY":"[redacted]","status":200,"path":"/v1/x"}"#
+    );
+    for key in [
+        "db_password",
+        "X-Api-Key",
+        "sessionToken",
+        "client_secret",
+        "set-cookie",
+    ] {
+        let out = mask_secret_fields(&format!(r#"{{"{key}":"v4lue-here"}}"#));
+        assert!(!out.contains("v4lue-here"), "{key}: {out}");
+    }
+    let plain = r#"{"level":"INFO","request_id":"t-1","secrets_valid":3,"tokens_used":12,"token_type":"Bearer"}"#;
+    let out = mask_secret_fields(plain);
+    assert!(out.contains(r#""secrets_valid":3"#), "{out}");
+    assert!(out.contains(r#""tokens_used":12"#), "{out}");
+}
+
+#[test]
+fn ordinary_text_is_left_alone() {
+    let line = r#"{"level":"info","path":"/health","status":200,"task":"sk-","fn":"login"}"#;
+    assert_eq!(
+        redactor(&["configured-secret-value-123"]).redact(line),
+        line
+    );
+}
+
+#[test]
+fn the_encoded_forms_are_built_once_and_only_when_a_line_is_redacted() {
+    let r = redactor(&["configured-secret-value-123"]);
+    assert!(r.needles.get().is_none());
+    r.redact("x");
+    let n = r.needles.get().map(Vec::len).unwrap_or(0);
+    // As written, two escapes (deduplicated: no quotes), three percent forms (two equal),
+    // base64 cores.
+    assert!(n >= 4, "{n}");
+}
+
+#[test]
+fn debug_never_prints_a_secret() {
+    let shown = format!("{:?}", redactor(&["configured-secret-value-123"]));
+    assert!(!shown.contains("configured"), "{shown}");
+    assert!(shown.contains("secrets: 1"), "{shown}");
+}
