@@ -115,8 +115,57 @@ impl Envelope {
     }
 }
 
+/// What a store that expires entries by alarm (the Durable Object) leaves armed after a sweep
+/// has deleted the expired entries, from what remains.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AfterSweep {
+    /// Nothing is left: delete all storage, so the instance costs nothing.
+    DeleteAll,
+    /// An alarm at the earliest remaining expiry, `in_ms` from now. An increment may have
+    /// moved a counter's expiry past the alarm that was set for it; without a new alarm that
+    /// entry would outlive it and never be deleted.
+    Alarm {
+        /// Milliseconds from now (0 when the earliest expiry has passed already).
+        in_ms: i64,
+    },
+    /// Only entries without expiry are left.
+    NoAlarm,
+}
+
+/// See [`AfterSweep`]: `rows` left after the sweep, the earliest expiry among them (unix ms).
+pub fn after_sweep(rows: i64, earliest_expiry_ms: Option<i64>, now_ms: i64) -> AfterSweep {
+    match (rows, earliest_expiry_ms) {
+        (0, _) => AfterSweep::DeleteAll,
+        (_, Some(at)) => AfterSweep::Alarm {
+            in_ms: (at - now_ms).max(0),
+        },
+        (_, None) => AfterSweep::NoAlarm,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_counter_whose_expiry_moved_later_gets_a_new_alarm() {
+        // Set at t=0 with expiry 1 000 (alarm at 1 000), incremented later with expiry 61 000:
+        // the alarm at 1 000 deletes nothing and must re-arm for the entry that is left.
+        assert_eq!(
+            super::after_sweep(1, Some(61_000), 1_000),
+            super::AfterSweep::Alarm { in_ms: 60_000 }
+        );
+    }
+
+    #[test]
+    fn an_overdue_expiry_fires_at_once_and_an_empty_store_is_deleted() {
+        use super::{after_sweep, AfterSweep};
+        assert_eq!(
+            after_sweep(3, Some(500), 1_000),
+            AfterSweep::Alarm { in_ms: 0 }
+        );
+        assert_eq!(after_sweep(0, None, 1_000), AfterSweep::DeleteAll);
+        assert_eq!(after_sweep(2, None, 1_000), AfterSweep::NoAlarm);
+    }
+
     use super::*;
 
     #[test]

@@ -178,26 +178,37 @@ mod host {
         }
 
         /// Deletes expired rows; when nothing is left, deletes all storage so the instance
-        /// costs nothing.
+        /// costs nothing. Otherwise re-arms the alarm for the earliest remaining expiry: an
+        /// increment may have moved a counter's expiry past the alarm that was set for it, and
+        /// without a new alarm that row would outlive it forever.
         async fn sweep(&self) -> Result<()> {
             let sql = self.sql()?;
             sql.exec(
                 "DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?",
                 vec![SqlStorageValue::from(now_ms())],
             )?;
-            let rows: i64 = sql
-                .exec("SELECT count(*) AS n FROM kv", None)?
+            let row = sql
+                .exec("SELECT count(*), min(expires_at) FROM kv", None)?
                 .raw()
                 .next()
                 .transpose()?
-                .and_then(|row| match row.first() {
-                    Some(SqlStorageValue::Integer(n)) => Some(*n),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            if rows == 0 {
-                self.state.storage().delete_alarm().await?;
-                self.state.storage().delete_all().await?;
+                .unwrap_or_default();
+            let rows = match row.first() {
+                Some(SqlStorageValue::Integer(n)) => *n,
+                _ => 0,
+            };
+            let earliest = match row.get(1) {
+                Some(SqlStorageValue::Integer(at)) => Some(*at),
+                _ => None,
+            };
+            let storage = self.state.storage();
+            match edge_core::kv::after_sweep(rows, earliest, now_ms()) {
+                edge_core::kv::AfterSweep::DeleteAll => {
+                    storage.delete_alarm().await?;
+                    storage.delete_all().await?;
+                }
+                edge_core::kv::AfterSweep::Alarm { in_ms } => storage.set_alarm(in_ms).await?,
+                edge_core::kv::AfterSweep::NoAlarm => storage.delete_alarm().await?,
             }
             Ok(())
         }
@@ -299,6 +310,8 @@ mod host {
                         .raw()
                         .next()
                         .transpose()?;
+                    // An alarm already set may be earlier than this expiry; the sweep it runs
+                    // re-arms for what remains.
                     if let Some(at) = expires_at {
                         if self.state.storage().get_alarm().await?.is_none() {
                             self.state
