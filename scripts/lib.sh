@@ -5,7 +5,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROOT
 
 # Every edge function: crate directory under functions/ = Spin component id = Workers env name.
-FUNCTIONS=(health login logout webhook)
+FUNCTIONS=(health login logout webhook health-readiness health-comprehensive health-secrets)
 # Workers that are not functions: the Durable Object host (deployed) and the dev router (local).
 STORE_WORKER=store
 # Test-only key-value probe (tests/kv-probe), served by `scripts/dev --with-probe`.
@@ -48,9 +48,27 @@ locked_wasm_bindgen_version() {
 # Crate package name of a function directory (functions/health -> fn-health).
 crate_of() { echo "fn-$1"; }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
+# A TCP port on 127.0.0.1 that nothing listens on right now. Picked at random below the
+# kernel's ephemeral range (32768+ on Linux), where the outbound connections of everything
+# else running cannot take it between this check and our server's bind (seen: workerd
+# failing with "Address already in use" when ports came from bind(0)).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  python3 -c '
+import random, socket
+for _ in range(500):
+    p = random.randrange(10000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+else:
+    raise SystemExit("no free port in 10000-32000")
+'
 }
 
 # Waits until URL answers any HTTP status, or fails after $2 seconds (default 60).

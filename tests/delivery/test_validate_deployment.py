@@ -10,6 +10,7 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ADMIN = "e6e57a5a8a2d3b410416cec46fce39b653ddd3cd57c3190da327f1c481412ba5"
 SCRIPT = os.path.join(REPO, "scripts", "validate-deployment")
 SECURITY = {
     "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
@@ -46,6 +47,32 @@ class Edge(BaseHTTPRequestHandler):
             if Edge.mode == "misconfigured":
                 return self.answer(503, {"error": {"code": "misconfigured"}}, extra={"retry-after": "30"})
             return self.answer(200, {"status": "pass"}, "application/health+json")
+        if Edge.mode.startswith("health-") and self.path.startswith("/health/"):
+            return self.health_variant()
+        self.answer(404, {"error": {"code": "not_found"}})
+
+    def health_variant(self):
+        """The readiness, comprehensive and secrets functions, per mode: health-warn (a weak
+        secret), health-down (the proxy hangs), health-leaky (probes for anyone)."""
+        health = "application/health+json"
+        admin = self.headers.get("authorization") == f"Bearer {ADMIN}"
+        path, _, query = self.path.partition("?")
+        check = lambda status, **kw: [{"status": status, "time": "2026-12-01T00:00:00.000Z", **kw}]
+        if path == "/health/readiness":
+            if Edge.mode == "health-down":
+                return self.answer(503, {"status": "fail", "checks": {
+                    "proxy:responseTime": check("fail", output="timed out")}}, health, {"retry-after": "5"})
+            return self.answer(200, {"status": "pass", "checks": {"kv:responseTime": check("pass")}}, health)
+        if path == "/health/comprehensive":
+            checks = {"kv:responseTime": check("pass"),
+                      "config:secrets": check("warn", componentId="weak", output="1 weak")}
+            if "probe=true" in query and (admin or Edge.mode == "health-leaky"):
+                checks["openai:responseTime"] = check("pass")
+            return self.answer(200, {"status": "warn", "checks": checks}, health)
+        if path == "/health/secrets":
+            if not admin:
+                return self.answer(401, {"error": {"code": "unauthorized"}})
+            return self.answer(200, {"status": "pass", "checks": {}}, health)
         self.answer(404, {"error": {"code": "not_found"}})
 
     def do_POST(self):
@@ -106,6 +133,35 @@ class ValidateDeployment(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(self.run_script("not-a-url").returncode, 2)
         self.assertEqual(self.run_script("--bogus").returncode, 2)
+
+    def test_readiness_and_comprehensive_are_used_and_a_warn_is_a_warning(self):
+        Edge.mode = "health-warn"
+        r = subprocess.run([SCRIPT, self.base, "--production", "--admin-token-env", "E2E_VD_ADMIN"],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "E2E_VD_ADMIN": ADMIN})
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("PASS  GET /health/readiness answers 200 pass", r.stdout)
+        self.assertIn("WARN  GET /health/comprehensive reports pass (warn: config:secrets[weak])", r.stdout)
+        self.assertIn("PASS  GET /health/comprehensive?probe=true without a token probes nothing", r.stdout)
+        self.assertIn("WARN  GET /health/comprehensive?probe=true as an admin reports pass", r.stdout)
+        self.assertIn("PASS  GET /health/secrets without a token is refused", r.stdout)
+        self.assertIn("PASS  GET /health/secrets with the admin token reports pass", r.stdout)
+        self.assertIn("overall: warning", r.stdout)
+        self.assertIn(" 0 failed", r.stdout)
+        self.assertNotIn(ADMIN, r.stdout)
+
+    def test_a_readiness_503_fails_naming_the_failing_component(self):
+        Edge.mode = "health-down"
+        r = self.run_script(self.base, "--production")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("FAIL  GET /health/readiness answers 200 pass (got 503: proxy:responseTime)", r.stdout)
+        self.assertIn("PASS  GET /health/readiness 503 carries Retry-After", r.stdout)
+
+    def test_probes_for_anyone_fail(self):
+        Edge.mode = "health-leaky"
+        r = self.run_script(self.base)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("FAIL  GET /health/comprehensive?probe=true without a token probes nothing "
+                      "(openai:responseTime)", r.stdout)
 
     def test_the_proxy_profile_checks_its_health_route(self):
         r = self.run_script(self.base, "--profile", "proxy")

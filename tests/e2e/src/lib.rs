@@ -2,6 +2,9 @@
 //! wasm through `scripts/dev`, on a free port, waits until it answers, and stops every process
 //! it started when dropped, whether the cases passed or not. Cases speak HTTP only.
 
+pub mod fakes;
+pub mod stubs;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -305,12 +308,21 @@ fn stop_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A port nothing listens on right now, picked at random below the kernel's ephemeral range
+/// (32768+), where outbound connections cannot take it before the runtime binds it (ports from
+/// `bind(0)` are ephemeral ones, and workerd failed to start on one that had been taken).
 fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..500 {
+        let mut h = seed.build_hasher();
+        h.write_u32(attempt);
+        let port = 10_000 + (h.finish() % 22_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free port in 10000-32000".into())
 }
 
 /// An HTTP client that returns 4xx/5xx as responses, not errors.
@@ -333,6 +345,61 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// Body bytes as text.
     pub body: String,
+}
+
+/// Reads one HTTP/1.1 request (Content-Length or chunked framing: a real server takes both,
+/// and the body recorded is the decoded one); `None` when the connection ends first.
+pub(crate) fn read_request(stream: &mut std::net::TcpStream) -> Option<Recorded> {
+    use std::io::Read;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let end = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_owned();
+    let path = first.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
+    let mut raw = buf[end + 4..].to_vec();
+    let body = loop {
+        if chunked {
+            if let Some(d) = decode_chunked(&raw) {
+                break d;
+            }
+        } else if raw.len() >= length {
+            break raw;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break raw,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    };
+    Some(Recorded {
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
 }
 
 /// Decodes a complete chunked body, or `None` while the terminating chunk has not arrived.
@@ -363,7 +430,7 @@ pub struct FakeServer {
 impl FakeServer {
     /// Starts listening; the server lives until the test process exits.
     pub fn start() -> Result<Self, String> {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -371,60 +438,14 @@ impl FakeServer {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let mut stream = stream;
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let header_end = loop {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break None,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(i);
-                    }
-                };
-                let Some(end) = header_end else { continue };
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let mut lines = head.lines();
-                let mut first = lines.next().unwrap_or_default().split(' ');
-                let method = first.next().unwrap_or_default().to_owned();
-                let path = first.next().unwrap_or_default().to_owned();
-                let headers: Vec<(String, String)> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                    .collect();
-                let length: Option<usize> = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok());
-                let chunked = headers.iter().any(|(k, v)| {
-                    k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked")
-                });
-                let mut raw = buf[end + 4..].to_vec();
-                // A real server takes both framings; the body recorded is the decoded one.
-                let body = loop {
-                    if chunked {
-                        if let Some(decoded) = decode_chunked(&raw) {
-                            break decoded;
-                        }
-                    } else if raw.len() >= length.unwrap_or(0) {
-                        break raw;
-                    }
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break raw,
-                        Ok(n) => raw.extend_from_slice(&chunk[..n]),
-                    }
+                let Some(recorded) = read_request(&mut stream) else {
+                    continue;
                 };
                 let _ = stream.write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
                 );
                 if let Ok(mut all) = sink.lock() {
-                    all.push(Recorded {
-                        method,
-                        path,
-                        headers,
-                        body: String::from_utf8_lossy(&body).to_string(),
-                    });
+                    all.push(recorded);
                 }
             }
         });

@@ -11,7 +11,12 @@ use e2e::{client, FakeServer, Kind, ProxyServer, Runtime};
 
 #[path = "e2e/auth.rs"]
 mod auth;
+#[path = "e2e/health.rs"]
+mod health;
 use libtest_mimic::{Arguments, Failed, Trial};
+
+#[path = "webhook_cases/cases.rs"]
+mod webhook_cases;
 
 type Case = fn(&Runtime) -> Result<(), Failed>;
 /// One runtime instance, started by the first case that needs it.
@@ -145,6 +150,17 @@ const PROFILES: &[Profile] = &[
             ("TRUSTED_HOSTS", "127.0.0.1"),
             ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
             ("FRONTEND_URL", "https://app.example.test"),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            // Spin's manifest defaults these template variables to local http URLs, which
+            // production refuses for every function that reads them (health-secrets reads
+            // every edge variable): a production deployment sets them. This proxy does not
+            // exist, so the deployment is not ready (see the last case).
+            ("EVOLUTION_API_URL", "https://evolution.example.test"),
+            ("PROXY_URL", "https://proxy.example.test"),
+            (
+                "PROXY_HMAC_KEY",
+                "9f2c4e6a8b1d3f5e7a9c0b2d4f6e8a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f",
+            ),
         ],
         cases: &[
             (
@@ -161,8 +177,14 @@ const PROFILES: &[Profile] = &[
                 unknown_path_structured_404,
             ),
             (
-                "validate_deployment_script_passes_a_healthy_deployment",
-                validate_deployment_passes,
+                "secrets_health_401_without_the_token_200_with_it",
+                health::production_secrets_health_401_without_the_token_200_with_it,
+            ),
+            // Without a proxy (production takes only an https PROXY_URL) this deployment is
+            // not ready; the healthy-deployment case runs in the `health` profile.
+            (
+                "validate_deployment_script_fails_readiness_without_a_proxy",
+                health::validate_deployment_fails_readiness_without_a_proxy,
             ),
         ],
     },
@@ -285,6 +307,252 @@ const PROFILES: &[Profile] = &[
             ),
         ],
     },
+    // The webhook (issue 10): a real proxy on a fresh database, the fakes of Evolution, OpenAI
+    // and Anthropic (their URLs are added at start), all three authentication methods.
+    Profile {
+        name: "webhook",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("EVOLUTION_API_KEY", webhook_cases::API_KEY),
+            ("WEBHOOK_TOKEN", webhook_cases::TOKEN),
+            ("EVOLUTION_JWT_KEY", webhook_cases::JWT_KEY),
+            ("EVOLUTION_INSTANCE", "centro-principal"),
+            ("OPENAI_API_KEY", webhook_cases::OPENAI_KEY),
+            ("ANTHROPIC_API_KEY", webhook_cases::ANTHROPIC_KEY),
+            ("AI_PROVIDERS", "openai,anthropic"),
+            ("AI_TIMEOUT_MS", "2000"),
+            ("WEBHOOK_SENDER_PER_MINUTE", "15"),
+            ("WEBHOOK_SENDER_BURST", "3"),
+            ("BUSINESS_NAME", "Centro E2E"),
+            ("BUSINESS_HOURS", webhook_cases::HOURS),
+        ],
+        cases: &[
+            (
+                "webhook_happy_path_history_prompt_and_one_send",
+                webhook_cases::happy_path,
+            ),
+            (
+                "webhook_answers_before_the_ai_work",
+                webhook_cases::answered_before_the_work,
+            ),
+            (
+                "webhook_redelivery_5x_and_2_concurrent_one_reply",
+                webhook_cases::redelivery_and_concurrency_answer_once,
+            ),
+            (
+                "webhook_provider_failover_and_builtin",
+                webhook_cases::provider_failover_and_builtin,
+            ),
+            (
+                "webhook_send_fails_twice_then_one_reply",
+                webhook_cases::send_fails_twice_then_one_reply,
+            ),
+            (
+                "webhook_ignored_deliveries",
+                webhook_cases::ignored_deliveries,
+            ),
+            ("webhook_each_auth_mode", webhook_cases::each_auth_mode),
+            (
+                "webhook_malformed_oversized_and_sender_limit",
+                webhook_cases::malformed_oversized_and_sender_limit,
+            ),
+            (
+                "webhook_proxy_outage_20_deliveries_then_exactly_once",
+                webhook_cases::proxy_outage_then_exactly_once,
+            ),
+            (
+                "webhook_logs_carry_no_text_number_or_key",
+                webhook_cases::logs_carry_no_text_number_or_key,
+            ),
+        ],
+    },
+    Profile {
+        name: "webhook-budget",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("EVOLUTION_API_KEY", webhook_cases::API_KEY),
+            ("EVOLUTION_INSTANCE", "centro-principal"),
+            ("OPENAI_API_KEY", webhook_cases::OPENAI_KEY),
+            ("LLM_DAILY_BUDGET", "0"),
+            ("BUSINESS_NAME", "Centro E2E"),
+            ("BUSINESS_HOURS", webhook_cases::HOURS),
+        ],
+        cases: &[(
+            "webhook_budget_spent_uses_builtin",
+            webhook_cases::budget_spent_uses_builtin,
+        )],
+    },
+    Profile {
+        name: "webhook-nokeys",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("EVOLUTION_API_KEY", webhook_cases::API_KEY),
+            ("EVOLUTION_INSTANCE", "centro-principal"),
+            ("BUSINESS_NAME", "Centro E2E"),
+            ("BUSINESS_HOURS", webhook_cases::HOURS),
+        ],
+        cases: &[(
+            "webhook_no_keys_uses_builtin",
+            webhook_cases::no_keys_uses_builtin,
+        )],
+    },
+    // Health functions (issue 11): a staging deployment with a real proxy on a fresh database
+    // and stubs of OpenAI, Anthropic and Evolution (their URLs and today's rotation dates are
+    // added at start, see health::setup).
+    Profile {
+        name: "health",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "staging"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("FRONTEND_URL", "https://app.example.test"),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("JWT_SECRET_KEY", health::JWT_KEY),
+            ("SECRET_KEY", health::SECRET_KEY),
+            ("WEBHOOK_TOKEN", health::WEBHOOK_TOKEN),
+            ("OPENAI_API_KEY", health::OPENAI_KEY),
+            ("ANTHROPIC_API_KEY", health::ANTHROPIC_KEY),
+            ("EVOLUTION_API_KEY", health::EVOLUTION_KEY),
+            ("EVOLUTION_INSTANCE", health::INSTANCE),
+            ("BUSINESS_NAME", "Centro E2E"),
+        ],
+        cases: &[
+            (
+                "readiness_200_pass_with_everything_up",
+                health::readiness_200_pass_with_everything_up,
+            ),
+            (
+                "readiness_503_in_time_with_the_proxy_stopped",
+                health::readiness_503_in_time_with_the_proxy_stopped,
+            ),
+            (
+                "comprehensive_pass_in_the_draft_shape_with_pool_figures",
+                health::comprehensive_pass_in_the_draft_shape_with_pool_figures,
+            ),
+            (
+                "comprehensive_is_cached_for_ten_seconds",
+                health::comprehensive_is_cached_for_ten_seconds,
+            ),
+            (
+                "comprehensive_probe_without_an_admin_is_ignored",
+                health::comprehensive_probe_without_an_admin_is_ignored,
+            ),
+            (
+                "comprehensive_probe_for_an_admin_calls_each_provider",
+                health::comprehensive_probe_for_an_admin_calls_each_provider,
+            ),
+            (
+                "secrets_health_401_without_the_token_200_with_it",
+                health::secrets_health_401_without_the_token_200_with_it,
+            ),
+            (
+                "secrets_health_reports_rotation_and_is_audited",
+                health::secrets_health_reports_rotation_and_is_audited,
+            ),
+            (
+                "no_configured_secret_value_in_any_body_or_log",
+                health::no_configured_secret_value_in_any_body_or_log,
+            ),
+            (
+                "validate_deployment_script_passes_a_healthy_deployment",
+                validate_deployment_passes,
+            ),
+            (
+                "validate_deployment_script_uses_readiness_comprehensive_and_secrets",
+                health::validate_deployment_passes_with_readiness_and_comprehensive,
+            ),
+        ],
+    },
+    // Development with a weak secret: comprehensive warns, secrets health is open.
+    Profile {
+        name: "health-dev",
+        runtimes: &[],
+        dev_args: &[],
+        probe: false,
+        proxy: true,
+        vars: &[
+            ("ENVIRONMENT", "development"),
+            ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+            ("ADMIN_TOKEN", ADMIN_TOKEN),
+            ("JWT_SECRET_KEY", health::WEAK_KEY),
+        ],
+        cases: &[
+            (
+                "comprehensive_warns_for_a_weak_secret_in_the_draft_shape",
+                health::comprehensive_warns_for_a_weak_secret,
+            ),
+            (
+                "secrets_health_is_open_in_development",
+                health::secrets_health_is_open_in_development,
+            ),
+        ],
+    },
+    // A proxy that accepts and never answers in time (PROXY_URL is a hanging stub).
+    Profile {
+        name: "health-hang",
+        runtimes: &[Kind::Wrangler],
+        dev_args: &[],
+        probe: false,
+        proxy: false,
+        vars: HEALTH_BROKEN_VARS,
+        cases: &[
+            (
+                "readiness_503_in_time_when_the_proxy_hangs",
+                health::readiness_503_in_time_when_the_proxy_hangs,
+            ),
+            (
+                "comprehensive_fails_in_time_when_the_proxy_hangs",
+                health::comprehensive_fails_in_time_when_the_proxy_hangs,
+            ),
+        ],
+    },
+    // The same on Spin, whose store is moreover a Redis that fails every command (a runtime
+    // config written at start, see health::setup).
+    Profile {
+        name: "health-broken",
+        runtimes: &[Kind::Spin],
+        dev_args: &[],
+        probe: false,
+        proxy: false,
+        vars: HEALTH_BROKEN_VARS,
+        cases: &[
+            (
+                "readiness_503_in_time_when_the_proxy_hangs",
+                health::readiness_503_in_time_when_the_proxy_hangs,
+            ),
+            (
+                "readiness_503_naming_kv_when_the_store_fails",
+                health::readiness_503_naming_kv_when_the_store_fails,
+            ),
+            (
+                "comprehensive_fails_in_time_when_the_proxy_hangs",
+                health::comprehensive_fails_in_time_when_the_proxy_hangs,
+            ),
+        ],
+    },
+];
+
+/// Variables of the `health-hang` and `health-broken` profiles (PROXY_URL comes from setup).
+const HEALTH_BROKEN_VARS: &[(&str, &str)] = &[
+    ("ENVIRONMENT", "development"),
+    ("TRUSTED_PROXIES", LOOPBACK_PROXIES),
+    ("ADMIN_TOKEN", ADMIN_TOKEN),
 ];
 
 fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
@@ -1115,6 +1383,8 @@ fn main() {
                 let probe = profile.probe;
                 let dev_args = profile.dev_args;
                 let with_proxy = profile.proxy;
+                let profile_name = profile.name;
+                let webhook_fakes = profile.name.starts_with("webhook");
                 let name = format!("{}::{}::{case}", kind.name(), profile.name);
                 trials.push(Trial::test(name, move || {
                     // Cases of one profile run one at a time on one shared instance.
@@ -1131,6 +1401,16 @@ fn main() {
                                 format!("http://e2esentrykey@127.0.0.1:{port}/7"),
                             ));
                         }
+                        if webhook_fakes {
+                            vars.extend(webhook_cases::fake_vars()?);
+                        }
+                        let extra = health::setup(profile_name)?;
+                        vars.extend(extra.vars);
+                        let dev_args: Vec<&str> = dev_args
+                            .iter()
+                            .copied()
+                            .chain(extra.dev_args.iter().map(String::as_str))
+                            .collect();
                         let proxy = if with_proxy {
                             let p = ProxyServer::start()?;
                             vars.push(("PROXY_URL".into(), p.url.clone()));
@@ -1141,8 +1421,13 @@ fn main() {
                         };
                         let vars: Vec<(&str, &str)> =
                             vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                        let mut rt =
-                            Runtime::start(kind, &vars, probe, dev_args, Duration::from_secs(240))?;
+                        let mut rt = Runtime::start(
+                            kind,
+                            &vars,
+                            probe,
+                            &dev_args,
+                            Duration::from_secs(240),
+                        )?;
                         rt.proxy = proxy.map(Mutex::new);
                         Ok(rt)
                     });

@@ -188,9 +188,10 @@ fn scripts_know_every_function() {
 }
 
 /// The variables (lower case) a component must declare: what its function reads per the
-/// secrets catalog, plus the test-only probe's extra.
+/// secrets catalog, the `<NAME>_ROTATED_AT` companions of the functions that judge rotation
+/// (health-comprehensive, health-secrets), plus the test-only probe's extra.
 fn expected_variables(component: &str) -> Vec<String> {
-    use secrets_catalog::{reads, Function};
+    use secrets_catalog::{reads, rotation_reads, Function};
     let (function, extra): (Function, &[&str]) = match component {
         "kv-probe" => (Function::Health, &["ADMIN_TOKEN"]),
         name => (
@@ -202,6 +203,7 @@ fn expected_variables(component: &str) -> Vec<String> {
     let mut names: Vec<String> = reads(function)
         .map(|e| e.name.to_ascii_lowercase())
         .chain(extra.iter().map(|n| n.to_ascii_lowercase()))
+        .chain(rotation_reads(function).map(|e| e.rotated_at_name().to_ascii_lowercase()))
         .collect();
     names.sort();
     names

@@ -27,7 +27,6 @@
 //! window; a cached answer carries `Age`.
 
 use http::{header, HeaderValue, Method, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::secrets::{statuses, today, SecretStatus};
@@ -86,14 +85,20 @@ pub async fn report<P: Platform>(
         }
     }
     let clock = ctx.platform.clock();
-    let ((kv, proxy), probes) = join(join(kv_check(ctx), proxy_checks(ctx)), async {
-        if probe {
-            probe_checks(ctx).await
-        } else {
-            Vec::new()
-        }
-    })
-    .await;
+    // The measurements run at once. Their futures (each outbound call with its deadline) are
+    // large, so they live on the heap: kept inline, the request's future outgrew the Workers
+    // stack when the adapter moved it (memory access out of bounds, measured).
+    let measured = Box::pin(join(
+        join(kv_check(ctx), Box::pin(proxy_checks(ctx))),
+        async {
+            if probe {
+                Box::pin(probe_checks(ctx)).await
+            } else {
+                Vec::new()
+            }
+        },
+    ));
+    let ((kv, proxy), probes) = measured.await;
     let mut checks = kv;
     checks.extend(proxy);
     let (secrets, ms) = timed(clock, async {
@@ -134,18 +139,20 @@ fn wants_probe(req: &Request) -> bool {
         .any(|pair| pair == "probe=true")
 }
 
-/// The cached report, while fresh, as a response with `Age`.
+/// The cached report, while fresh, as a response with `Age`. Stored as `{"at", "body"}`;
+/// read through `Value` (a serde derive per type costs every artifact several KB).
 async fn cached<P: Platform>(ctx: &Ctx<'_, P>) -> Option<Response> {
-    #[derive(Deserialize)]
-    struct Stored {
-        at: u64,
-        body: Map<String, Value>,
-    }
     let bytes = ctx.platform.kv().get(CACHE_KEY).await.ok()??;
-    let stored: Stored = serde_json::from_slice(&bytes).ok()?;
-    let status = Status::parse(stored.body.get("status")?.as_str()?)?;
-    let age_s = ctx.platform.clock().now_unix_ms().saturating_sub(stored.at) / 1000;
-    let mut resp = respond(status, stored.body);
+    let Value::Object(mut stored) = serde_json::from_slice(&bytes).ok()? else {
+        return None;
+    };
+    let at = stored.get("at")?.as_u64()?;
+    let Some(Value::Object(body)) = stored.remove("body") else {
+        return None;
+    };
+    let status = Status::parse(body.get("status")?.as_str()?)?;
+    let age_s = ctx.platform.clock().now_unix_ms().saturating_sub(at) / 1000;
+    let mut resp = respond(status, body);
     resp.headers_mut()
         .insert(header::AGE, HeaderValue::from(age_s));
     Some(resp)
@@ -193,15 +200,7 @@ async fn kv_check<P: Platform>(ctx: &Ctx<'_, P>) -> Vec<Check> {
     vec![check.kind("datastore").at(at)]
 }
 
-/// What `GET /v1/ping` answers (the fields read here).
-#[derive(Deserialize)]
-struct Ping {
-    db_ms: f64,
-    pool: Pool,
-}
-
 /// The proxy's pool figures (`pool` of `/v1/ping` and `/api/v1/health`).
-#[derive(Deserialize)]
 struct Pool {
     idle: u64,
     in_use: u64,
@@ -209,6 +208,22 @@ struct Pool {
     overflow_open: u64,
     max_size: u64,
     max_overflow: u64,
+}
+
+impl Pool {
+    /// From the `pool` member of a proxy answer; `None` when a figure is missing.
+    fn of(answer: &Value) -> Option<Self> {
+        let pool = answer.get("pool")?;
+        let n = |name: &str| pool.get(name).and_then(Value::as_u64);
+        Some(Self {
+            idle: n("idle")?,
+            in_use: n("in_use")?,
+            waiting: n("waiting")?,
+            overflow_open: n("overflow_open")?,
+            max_size: n("max_size")?,
+            max_overflow: n("max_overflow")?,
+        })
+    }
 }
 
 /// The proxy and, through it, Postgres: one signed ping (no retry: a health check reports
@@ -246,8 +261,11 @@ async fn proxy_checks<P: Platform>(ctx: &Ctx<'_, P>) -> Vec<Check> {
     };
     let (answer, ms) = timed(clock, proxy::send(ctx, &target, &call)).await;
     match answer {
-        Ok(resp) if resp.status.is_success() => match serde_json::from_slice::<Ping>(&resp.body) {
-            Ok(ping) => {
+        Ok(resp) if resp.status.is_success() => match serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| Some((v.get("db_ms")?.as_f64()?, Pool::of(&v)?)))
+        {
+            Some((db_ms, pool)) => {
                 let mut checks = vec![
                     Check::new("proxy", "responseTime", Status::Pass)
                         .kind("component")
@@ -256,14 +274,14 @@ async fn proxy_checks<P: Platform>(ctx: &Ctx<'_, P>) -> Vec<Check> {
                         .at(at),
                     Check::new("postgres", "responseTime", Status::Pass)
                         .kind("datastore")
-                        .observed((ping.db_ms * 10.0).round() / 10.0, "ms")
+                        .observed((db_ms * 10.0).round() / 10.0, "ms")
                         .at(at),
                 ];
-                checks.extend(pool_checks(&ping.pool, at));
+                checks.extend(pool_checks(&pool, at));
                 checks
             }
-            Err(e) => {
-                log_failure(ctx, "proxy", &format!("ping body unreadable: {e}"));
+            None => {
+                log_failure(ctx, "proxy", "ping body unreadable");
                 vec![
                     fail("proxy", "unexpected answer"),
                     fail("postgres", "unknown"),
@@ -306,19 +324,15 @@ async fn proxy_checks<P: Platform>(ctx: &Ctx<'_, P>) -> Vec<Check> {
 
 /// Whether the proxy itself answers its unsigned liveness, with its pool figures if readable.
 async fn proxy_alive<P: Platform>(ctx: &Ctx<'_, P>, base: &str) -> Option<Option<Pool>> {
-    #[derive(Deserialize)]
-    struct Liveness {
-        pool: Pool,
-    }
     let mut req = Request::new(Bytes::new());
     *req.uri_mut() = format!("{base}/api/v1/health").parse().ok()?;
     let resp = timeout::within(ctx.platform.timer(), PROXY_MS, ctx.send(req))
         .await?
         .ok()?;
     (resp.status() == StatusCode::OK).then(|| {
-        serde_json::from_slice::<Liveness>(resp.body())
+        serde_json::from_slice::<Value>(resp.body())
             .ok()
-            .map(|l| l.pool)
+            .and_then(|v| Pool::of(&v))
     })
 }
 

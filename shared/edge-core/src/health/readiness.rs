@@ -32,7 +32,12 @@ const DESCRIPTION: &str = "readiness";
 
 /// Runs the check for the request `ctx` serves (see the module docs).
 pub async fn check<P: Platform>(ctx: &Ctx<'_, P>) -> Response {
-    let both = join(kv_round_trip(ctx, CHECK_MS), proxy_ready(ctx, CHECK_MS));
+    // On the heap: the two checks' futures (an outbound call with its deadline) are large,
+    // and the adapter moves the request's future around (see comprehensive).
+    let both = Box::pin(join(
+        kv_round_trip(ctx, CHECK_MS),
+        proxy_ready(ctx, CHECK_MS),
+    ));
     // Each check has its own deadline; this one bounds the whole should either misbehave.
     let (kv, proxy) = timeout::within(ctx.platform.timer(), DEADLINE_MS, both)
         .await

@@ -1,7 +1,7 @@
 //! Secrets health (`GET /health/secrets`): the status of every secret of the catalog that an
 //! edge function reads, and a summary with the actions needed. Never a value, a prefix or a
 //! length: everything here is names, flags, scores and dates, judged by the secrets catalog's
-//! own rules ([`secrets_catalog::summary`], [`secrets_catalog::validate`]) as of today.
+//! own rules ([`secrets_catalog::validate`], [`secrets_catalog::strength::score`]) as of today.
 //!
 //! Per secret: category, configured, which functions require it here, format valid, strength
 //! 0–100 with its class ([`class`]), rotation period, rotated-at (`<NAME>_ROTATED_AT`), due
@@ -14,10 +14,10 @@
 //! event through the proxy (`health.secrets.read`), written after the response; an audit
 //! failure is logged (`audit_write_failed`) and never fails the read.
 
-use secrets_catalog::strength::MIN_SECURITY_SCORE;
+use secrets_catalog::strength::{self, MIN_SECURITY_SCORE};
 use secrets_catalog::{
-    entry, summary, validate, Date, Environment as CatalogEnvironment, Function as CatalogFunction,
-    Rule,
+    reads, validate, Date, Environment as CatalogEnvironment, Function as CatalogFunction,
+    Rotation, Rule, Strength,
 };
 use serde_json::{json, Map, Value};
 
@@ -205,49 +205,55 @@ pub fn today(now_ms: u64) -> Date {
 /// (its rotation companions included), judged as of `today`.
 pub fn statuses(cfg: &EdgeConfig, function: CatalogFunction, today: Date) -> Vec<SecretStatus> {
     let lookup = |name: &str| cfg.lookup(name);
-    let entries = summary(&lookup, function, today).entries;
+    // One full validation (format, strength, rotation-date findings). The per-entry facts are
+    // read here rather than through `summary`, which would run the same validation again.
     let judged = validate(&lookup, function, today);
     let env = judged.environment.unwrap_or(CatalogEnvironment::Production);
     let findings: Vec<_> = judged.problems.iter().chain(&judged.warnings).collect();
-    entries
-        .into_iter()
+    reads(function)
         .filter(|e| e.secret)
-        .filter_map(|e| {
-            let catalog = entry(e.name).filter(|c| c.read_by(function))?;
+        .map(|e| {
+            let value = lookup(e.name);
             let rules: Vec<Rule> = findings
                 .iter()
                 .filter(|p| p.key() == e.name)
                 .map(|p| p.rule())
                 .collect();
-            let rotated_at = e
-                .rotation_period_days
-                .and_then(|_| lookup(&catalog.rotated_at_name()))
+            let period = match e.rotation {
+                Rotation::Days(days) => Some(days),
+                Rotation::NotRotated => None,
+            };
+            let rotated_at = period
+                .and_then(|_| lookup(&e.rotated_at_name()))
                 .and_then(|text| Date::parse(&text).ok())
                 .filter(|d| d.days_since_epoch() <= today.days_since_epoch());
-            let due = match (rotated_at, e.rotation_period_days) {
+            let due = match (rotated_at, period) {
                 (Some(at), Some(days)) => Some(Date::from_days_since_epoch(
                     at.days_since_epoch() + i64::from(days),
                 )),
                 _ => None,
             };
-            Some(SecretStatus {
+            SecretStatus {
                 name: e.name,
-                category: e.category,
-                configured: e.set,
+                category: e.category.as_str(),
+                configured: value.is_some(),
                 required_by: CatalogFunction::EDGE
                     .iter()
-                    .filter(|f| catalog.is_required(**f, env))
+                    .filter(|f| e.is_required(**f, env))
                     .map(|f| f.as_str())
                     .collect(),
-                format_valid: e.set.then(|| !rules.contains(&Rule::Format)),
-                strength: e.strength,
+                format_valid: value.is_some().then(|| !rules.contains(&Rule::Format)),
+                strength: match (e.strength, &value) {
+                    (Strength::Scored { .. }, Some(v)) => Some(strength::score(v)),
+                    _ => None,
+                },
                 weak: rules.contains(&Rule::Weak),
-                rotation_period_days: e.rotation_period_days,
+                rotation_period_days: period,
                 rotated_at,
                 rotated_at_invalid: rules.contains(&Rule::RotationDate),
                 due,
                 days_left: due.map(|d| d.days_since(today)),
-            })
+            }
         })
         .collect()
 }
