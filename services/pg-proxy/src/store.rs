@@ -180,7 +180,7 @@ pub struct Claim {
 /// Claims a message for processing: succeeds if it is `received`, or `processing` with an
 /// expired lease (the previous worker died). A webhook retry of a message that is being or
 /// has been processed gets `claimed: false`. One statement: nonce, claim, and the current
-/// state when the claim does not apply.
+/// state when the claim does not apply (a second one only when a concurrent claim won).
 pub async fn claim_message(
     db: &Client,
     id: &MessageId,
@@ -218,12 +218,25 @@ pub async fn claim_message(
         ));
     }
     let claimed: bool = r.get(1);
+    let (mut state, mut attempts): (String, i32) = (r.get(2), r.get(4));
+    if !claimed && state == "received" {
+        // Not claimable yet `received`: the statement's snapshot predates a concurrent
+        // winner's commit (its UPDATE waited for the winner's lock, re-checked the committed
+        // row and skipped it). A new statement sees what the winner committed.
+        let now = db
+            .query_one(
+                "SELECT state, attempts FROM messages WHERE provider_message_id = $1",
+                &[&id.as_str()],
+            )
+            .await?;
+        (state, attempts) = (now.get(0), now.get(1));
+    }
     Ok(Claim {
         claimed,
-        state: r.get(2),
+        state,
         claim_token: claimed.then(|| token.to_owned()),
         claimed_until: r.get(3),
-        attempts: r.get(4),
+        attempts,
     })
 }
 
