@@ -111,7 +111,7 @@ async fn to_http_request(req: IncomingRequest) -> Result<edge_core::Request, Str
 /// client waits ~40 ms for the body whenever the handler made host calls before answering.
 /// Measured on Spin 4.0.2 (wrk -c1): 44 ms p50 → 0.3 ms; at -c16, 1.9k → 5.7k req/s for a
 /// handler that reads 12 variables.
-fn respond(resp: edge_core::Response, head: bool, out: ResponseOutparam) {
+pub fn respond(resp: edge_core::Response, head: bool, out: ResponseOutparam) {
     let (parts, body) = resp.into_parts();
     let mut fields: Vec<(String, Vec<u8>)> = parts
         .headers

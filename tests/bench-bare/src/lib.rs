@@ -1,18 +1,77 @@
-//! Benchmark baseline: answers every request with the same liveness body as `functions/health`,
-//! built by the same core function, but without the `serve` wrapper (no request id, config,
-//! rate limit, CORS, headers or log line). `scripts/bench-edge` compares the two on wrangler.
-#![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+//! Benchmark baselines: answer every request with the same liveness body as `functions/health`,
+//! built by the same core function and written the same way, but without the `serve` wrapper
+//! (no request id, config, rate limit, CORS, headers or log line). `/bare-kv` first does the one
+//! atomic key-value increment that health's rate limit does (same store, a counter per client
+//! address from `X-Forwarded-For`), so `scripts/bench-edge` can compare health with rate
+//! limiting against an empty component doing the same single increment.
+#![cfg(target_arch = "wasm32")]
 
-/// Workers entry point: the bare handler.
-#[cfg(feature = "cloudflare")]
+/// The counter key of one client, in the counter namespace the functions use.
+#[cfg(any(feature = "spin", feature = "cloudflare"))]
+fn counter_key(client: &str) -> String {
+    let client: String = client
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':'))
+        .take(64)
+        .collect();
+    format!("{}rl:bench:{client}", edge_core::kv::COUNTER_PREFIX)
+}
+
+/// Spin entry point.
+#[cfg(all(feature = "spin", target_os = "wasi"))]
+#[allow(unsafe_code)] // the export macro generates the component ABI glue
+mod spin_entry {
+    use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+
+    #[spin_sdk::http_component]
+    async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+        let path = req.path_with_query().unwrap_or_default();
+        if path.starts_with("/bare-kv") {
+            let client = req
+                .headers()
+                .get("x-forwarded-for")
+                .first()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let done = store::open("default")
+                .ok()
+                .and_then(|b| atomics::increment(&b, &super::counter_key(&client), 1).ok());
+            if done.is_none() {
+                let mut resp = edge_core::Response::new(edge_core::Bytes::new());
+                *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                return edge_spin::respond(resp, false, out);
+            }
+        }
+        let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
+        edge_spin::respond(resp, false, out);
+    }
+}
+
+/// Workers entry point.
+#[cfg(all(feature = "cloudflare", target_os = "unknown"))]
 #[allow(unsafe_code)] // the export macro generates the wasm-bindgen glue
 mod worker_entry {
+    use edge_core::ports::KeyValue;
+
     #[worker::event(fetch)]
     async fn fetch(
-        _req: worker::Request,
-        _env: worker::Env,
+        req: worker::Request,
+        env: worker::Env,
         _ctx: worker::Context,
     ) -> worker::Result<worker::Response> {
+        if req.path().starts_with("/bare-kv") {
+            let client = req.headers().get("x-forwarded-for")?.unwrap_or_default();
+            let kv = edge_worker::store::DoKv::new(env);
+            let expires = worker::Date::now().as_millis() + 60_000;
+            if kv
+                .increment(&super::counter_key(&client), 1, Some(expires))
+                .await
+                .is_err()
+            {
+                return worker::Response::error("store unavailable", 500);
+            }
+        }
         let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
         let (parts, body) = resp.into_parts();
         Ok(worker::Response::from_bytes(body.to_vec())?
