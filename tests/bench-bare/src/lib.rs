@@ -27,6 +27,24 @@ mod spin_entry {
     #[spin_sdk::http_component]
     async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         let path = req.path_with_query().unwrap_or_default();
+        if path.starts_with("/bare-vars") {
+            // What health's configuration load costs in host calls alone: the same reads.
+            for name in [
+                "environment",
+                "debug",
+                "validate_api_keys",
+                "frontend_url",
+                "cors_origins",
+                "trusted_hosts",
+                "trusted_proxies",
+                "rate_limit_per_minute",
+                "rate_limit_burst",
+                "enable_rate_limiting",
+                "sentry_dsn",
+            ] {
+                std::hint::black_box(spin_sdk::variables::get(name).ok());
+            }
+        }
         if path.starts_with("/bare-kv") {
             let client = req
                 .headers()
