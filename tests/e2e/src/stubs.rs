@@ -107,40 +107,10 @@ impl StubServer {
 }
 
 fn serve_one(mut stream: TcpStream, routes: &Routes, log: &Mutex<Vec<Recorded>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(clone) = stream.try_clone() else {
+    let Some(recorded) = crate::read_request(&mut stream) else {
         return;
     };
-    let mut reader = BufReader::new(clone);
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let mut first = line.split_whitespace();
-    let method = first.next().unwrap_or_default().to_owned();
-    let path = first.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        match reader.read_line(&mut h) {
-            Ok(0) | Err(_) => return,
-            Ok(_) if h.trim().is_empty() => break,
-            Ok(_) => {
-                if let Some((k, v)) = h.split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
-        }
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
+    let path = recorded.path.clone();
     let answer = routes
         .lock()
         .ok()
@@ -152,12 +122,7 @@ fn serve_one(mut stream: TcpStream, routes: &Routes, log: &Mutex<Vec<Recorded>>)
         })
         .unwrap_or_else(|| Answer::json(200, "{}"));
     if let Ok(mut all) = log.lock() {
-        all.push(Recorded {
-            method,
-            path,
-            headers,
-            body: String::from_utf8_lossy(&body).to_string(),
-        });
+        all.push(recorded);
     }
     std::thread::sleep(answer.delay);
     let _ = write!(
