@@ -38,6 +38,15 @@ fn request(i: u64) -> Request {
 /// A production configuration of the health function, loaded the way the adapters load it.
 fn config() -> EdgeConfig {
     let p = MemoryPlatform::default();
+    set_vars(&p);
+    match edge_core::config::load(&p, "health", &[]) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("bench config invalid: {e:?}"),
+    }
+}
+
+/// The variables of the production configuration.
+fn set_vars(p: &MemoryPlatform) {
     for (k, v) in [
         ("environment", "production"),
         ("trusted_hosts", "api.example.com"),
@@ -52,10 +61,6 @@ fn config() -> EdgeConfig {
         ),
     ] {
         p.vars.set(k, v);
-    }
-    match edge_core::config::load(&p, "health", &[]) {
-        Ok(cfg) => cfg,
-        Err(e) => panic!("bench config invalid: {e:?}"),
     }
 }
 
@@ -90,6 +95,31 @@ fn bench(c: &mut Criterion) {
             |req| {
                 block_on(serve::<Health, _>(
                     &platform,
+                    &state,
+                    req,
+                    Some([127, 0, 0, 1].into()),
+                ))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // What one request costs on Spin, where every request is a new instance: the
+    // configuration is loaded and validated, then the request served.
+    let spin_like = MemoryPlatform::default();
+    set_vars(&spin_like);
+    group.bench_function("load_and_serve", |b| {
+        let mut i = 0u64;
+        b.iter_batched(
+            || {
+                i += 1;
+                spin_like.log.clear();
+                spin_like.clock.advance(60);
+                request(i)
+            },
+            |req| {
+                let state = edge_core::config::load(&spin_like, "health", &[]);
+                block_on(serve::<Health, _>(
+                    &spin_like,
                     &state,
                     req,
                     Some([127, 0, 0, 1].into()),

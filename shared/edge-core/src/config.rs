@@ -154,11 +154,32 @@ pub fn variable_names(function: &str, extra: &[&'static str]) -> Vec<&'static st
     names
 }
 
+/// On a runtime that instantiates per request, one load in this many logs its configuration
+/// warnings: every load would repeat the same line on every request (about a third of a
+/// request's cost on Spin, and noise that buries the access lines). Invalid configuration is
+/// logged on every load: each of those requests fails.
+pub const WARNINGS_ONE_IN: u8 = 64;
+
+/// Whether this load logs its warnings: always where an instance serves many requests;
+/// one load in [`WARNINGS_ONE_IN`] (by the platform's randomness) where each request is an
+/// instance. Without randomness it logs.
+fn reports_warnings<P: Platform>(platform: &P) -> bool {
+    if !P::INSTANCE_PER_REQUEST {
+        return true;
+    }
+    let mut coin = [0u8; 1];
+    platform
+        .random()
+        .fill(&mut coin)
+        .map_or(true, |()| coin[0] % WARNINGS_ONE_IN == 0)
+}
+
 /// Loads and validates the configuration of `function` through the variables port, with the
 /// rules of the secrets catalog (shared with the operator tooling). Reads each variable the
 /// function reads once, plus `extra` (test-only functions that need a variable the catalog
 /// does not give them). Logs, once, one line naming every failing key (`config_invalid`) or
-/// every warning (`config_warning`); never a value. Call once per instance.
+/// every warning (`config_warning`, sampled where each request is an instance:
+/// [`WARNINGS_ONE_IN`]); never a value. Call once per instance.
 pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -> ConfigState {
     let vars = platform.vars();
     let mut values: HashMap<&'static str, String> = HashMap::new();
@@ -223,7 +244,7 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
     let mut warnings: Vec<String> = validated.warnings.iter().map(ToString::to_string).collect();
     let (cors, cors_warnings) = CorsPolicy::new(s.allowed_origins().iter().map(|o| o.as_str()));
     warnings.extend(cors_warnings);
-    if !warnings.is_empty() {
+    if !warnings.is_empty() && reports_warnings(platform) {
         report(&redactor, "config_warning", Level::Warn, warnings);
     }
     let environment = match s.environment {
@@ -454,5 +475,90 @@ mod tests {
             .redact("sent to https://0123456789abcdef@o1.ingest.sentry.io/42");
         assert!(!out.contains("0123456789abcdef"), "{out}");
         assert!(cfg.sentry.is_some());
+    }
+
+    /// The in-memory platform as Spin behaves: a fresh instance per request.
+    struct PerRequest(MemoryPlatform);
+
+    impl Platform for PerRequest {
+        const RUNTIME: &'static str = "memory-per-request";
+        const INSTANCE_PER_REQUEST: bool = true;
+        type Kv = crate::memory::MemoryKv;
+        type Http = crate::memory::MemoryHttp;
+        type Timer = crate::memory::MemoryTimer;
+        fn kv(&self) -> &Self::Kv {
+            self.0.kv()
+        }
+        fn vars(&self) -> &dyn crate::ports::Variables {
+            self.0.vars()
+        }
+        fn clock(&self) -> &dyn crate::ports::Clock {
+            self.0.clock()
+        }
+        fn random(&self) -> &dyn crate::ports::Random {
+            self.0.random()
+        }
+        fn http(&self) -> &Self::Http {
+            self.0.http()
+        }
+        fn log(&self) -> &dyn crate::ports::LogSink {
+            self.0.log()
+        }
+        fn timer(&self) -> &Self::Timer {
+            self.0.timer()
+        }
+    }
+
+    /// Production with rate limiting off: valid, with one warning.
+    const WARNS: &[(&str, &str)] = &[
+        ("ENVIRONMENT", "production"),
+        ("TRUSTED_HOSTS", "api.example.com"),
+        ("ENABLE_RATE_LIMITING", "false"),
+    ];
+
+    fn warning_lines(p: &MemoryPlatform) -> usize {
+        p.log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("config_warning"))
+            .count()
+    }
+
+    #[test]
+    fn an_instance_serving_many_requests_logs_its_warnings_on_every_load() {
+        let p = platform(WARNS);
+        for _ in 0..10 {
+            assert!(load(&p, "health", &[]).is_ok());
+        }
+        assert_eq!(warning_lines(&p), 10);
+        assert!(p.log.lines()[0].contains("ENABLE_RATE_LIMITING"));
+    }
+
+    #[test]
+    fn per_request_instances_log_warnings_for_about_one_load_in_64_and_errors_always() {
+        let p = PerRequest(platform(WARNS));
+        let loads = 64 * 40;
+        for _ in 0..loads {
+            assert!(load(&p, "health", &[]).is_ok());
+        }
+        let logged = warning_lines(&p.0);
+        // 40 expected; a binomial(2560, 1/64) is within 20..=60 far beyond any seed's luck.
+        assert!((20..=60).contains(&logged), "{logged} warning lines");
+
+        let bad = PerRequest(platform(&[
+            ("ENVIRONMENT", "production"),
+            ("DEBUG", "true"),
+        ]));
+        for _ in 0..5 {
+            assert!(load(&bad, "health", &[]).is_err());
+        }
+        let invalid = bad
+            .0
+            .log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("config_invalid"))
+            .count();
+        assert_eq!(invalid, 5, "every failing load names its keys");
     }
 }

@@ -91,10 +91,26 @@ async fn to_http_request(req: IncomingRequest) -> Result<edge_core::Request, Str
             headers.append(n, v);
         }
     }
-    let body = req
-        .into_body()
-        .await
-        .map_err(|e| format!("reading the body: {e:?}"))?;
+    // Reading an empty body stream costs several host calls, which every GET paid. A GET, HEAD
+    // or OPTIONS without Content-Length or Transfer-Encoding has no body in HTTP/1.1 (RFC 9112
+    // §6.3); over HTTP/2 it could still carry one, which those handlers would ignore anyway.
+    // Every other method is read as before.
+    let bodiless_method = matches!(
+        method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let has_body = !bodiless_method
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let body = if has_body {
+        req.into_body()
+            .await
+            .map_err(|e| format!("reading the body: {e:?}"))?
+    } else {
+        Vec::new()
+    };
     let mut out = http::Request::new(Bytes::from(body));
     *out.method_mut() = method;
     *out.uri_mut() = uri;

@@ -236,6 +236,7 @@ impl LogSink for SpinLog {
 
 impl Platform for SpinPlatform {
     const RUNTIME: &'static str = "spin";
+    const INSTANCE_PER_REQUEST: bool = true;
     type Kv = SpinKv;
     type Http = SpinHttp;
     type Timer = SpinTimer;
