@@ -308,6 +308,8 @@ pub struct MemoryPlatform {
     pub log: MemoryLog,
     /// Timer sharing `clock`.
     pub timer: MemoryTimer,
+    /// Rate-limit leases, as on Workers; `None` (the default): exact counting as on Spin.
+    pub leases: Option<crate::ratelimit::Leases>,
 }
 
 impl Default for MemoryPlatform {
@@ -327,6 +329,7 @@ impl MemoryPlatform {
             random: SeqRandom::default(),
             http: MemoryHttp::default(),
             log: MemoryLog::default(),
+            leases: None,
         }
     }
 }
@@ -356,6 +359,9 @@ impl Platform for MemoryPlatform {
     }
     fn log(&self) -> &dyn LogSink {
         &self.log
+    }
+    fn rate_leases(&self) -> Option<&crate::ratelimit::Leases> {
+        self.leases.as_ref()
     }
 }
 

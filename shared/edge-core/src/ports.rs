@@ -179,4 +179,11 @@ pub trait Platform {
     fn log(&self) -> &dyn LogSink;
     /// Waiting (deadlines, jitter).
     fn timer(&self) -> &Self::Timer;
+    /// The rate-limit leases of this instance, where an instance serves many requests
+    /// (Workers): non-authentication routes then take their counts in leases
+    /// ([`crate::ratelimit::check_leased`]). `None` (the default): one exact increment per
+    /// request.
+    fn rate_leases(&self) -> Option<&crate::ratelimit::Leases> {
+        None
+    }
 }

@@ -9,6 +9,20 @@
 //! Storage stays bounded: counters carry an expiry two windows ahead (Workers delete them with
 //! an alarm) and, for stores without expiry (Spin), about one request in [`SWEEP_ONE_IN`]
 //! sweeps counters of windows that have ended.
+//!
+//! Where one instance serves many requests (Workers), non-authentication routes may take their
+//! counts in **leases** ([`check_leased`]): one increment of up to [`LEASE_MAX`] reserves that
+//! many consecutive counts for the instance, which hands them out locally. Every count is still
+//! allocated by the atomic store, so a client is **never admitted beyond the limit**; the error
+//! is one-sided: counts leased to an instance that ends, to a window that ends, or to a lease a
+//! concurrent one replaced, go unused, so a client can get 429 early by at most the unused
+//! counts of the leases outstanding for it (≤ [`LEASE_MAX`] − 1 per instance serving it, and
+//! leases shrink to one count as the limit nears). A client over the limit is answered from
+//! the instance until its window ends. Authentication routes stay exact: one increment per
+//! request.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use crate::ports::{KeyValue, PortError, Random};
 
@@ -76,8 +90,136 @@ pub async fn check<K: KeyValue>(
     let window_end = (window + 1) * window_ms;
     let key = format!("{PREFIX}{scope}:{client}:{window}");
     let count = kv.increment(&key, 1, Some(window_end + window_ms)).await?;
-    let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
+    maybe_sweep(kv, random, scope, window).await;
+    Ok(decide(policy, count, window_end, now_ms))
+}
 
+/// The decision for the request that holds count `count` of its window.
+fn decide(policy: &Policy, count: i64, window_end: u64, now_ms: u64) -> Decision {
+    let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
+    Decision {
+        allowed: count <= policy.burst,
+        limit: policy.burst,
+        remaining: policy.burst.saturating_sub(count),
+        reset_s: window_end.saturating_sub(now_ms).div_ceil(1000),
+        window_s: policy.window_ms() / 1000,
+    }
+}
+
+/// Largest lease: the counts one store increment reserves for an instance.
+pub const LEASE_MAX: i64 = 16;
+/// A lease takes at most this fraction of what is left of the limit, so leases shrink to a
+/// single count as the limit nears and few counts can sit unused elsewhere.
+const LEASE_SHARE: i64 = 4;
+/// Windows remembered per instance before ended ones are dropped (then all, if still over).
+const LEASES_KEPT: usize = 4096;
+
+/// Counts an instance holds for one client's window: the next to hand out and the last it
+/// holds. `next > last` means the lease is used up (the last count tells the next lease's
+/// size).
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    window: u64,
+    next: i64,
+    last: i64,
+}
+
+/// The leases of one instance (see the module documentation). Lives as long as the instance;
+/// on runtimes that instantiate per request there is nothing to keep, so they use [`check`].
+#[derive(Debug, Default)]
+pub struct Leases {
+    held: RefCell<HashMap<String, Lease>>,
+}
+
+impl Leases {
+    /// Takes the next count of `key`'s lease, if one is left; or `Some(last)` of a client
+    /// already over the limit (every later count of the window is over it too).
+    fn take(&self, key: &str, burst: i64) -> Option<i64> {
+        let mut held = self.held.borrow_mut();
+        let lease = held.get_mut(key)?;
+        if lease.next <= lease.last {
+            lease.next += 1;
+            return Some(lease.next - 1);
+        }
+        (lease.last > burst).then_some(lease.last)
+    }
+
+    /// How many counts the next increment of `key` reserves: one when nothing is known of the
+    /// window, else a share of what is left, between 1 and [`LEASE_MAX`].
+    fn size(&self, key: &str, burst: i64) -> i64 {
+        self.held.borrow().get(key).map_or(1, |lease| {
+            ((burst - lease.last) / LEASE_SHARE).clamp(1, LEASE_MAX)
+        })
+    }
+
+    /// Records the counts `first..=last` just reserved, of which `first` is used now. A lease
+    /// still holding more counts is kept instead (the fewer counts go unused).
+    fn store(&self, key: &str, window: u64, first: i64, last: i64) {
+        let mut held = self.held.borrow_mut();
+        if held.len() >= LEASES_KEPT && !held.contains_key(key) {
+            held.retain(|_, lease| lease.window >= window);
+            if held.len() >= LEASES_KEPT {
+                held.clear();
+            }
+        }
+        let fresh = Lease {
+            window,
+            next: first + 1,
+            last,
+        };
+        match held.get_mut(key) {
+            // Never merged: the counts between two leases belong to other instances.
+            Some(old) if old.last - old.next > fresh.last - fresh.next => {}
+            Some(old) => *old = fresh,
+            None => {
+                held.insert(key.to_owned(), fresh);
+            }
+        }
+    }
+
+    /// Counts reserved for this instance and not yet handed out (tests, diagnostics).
+    pub fn unused(&self) -> i64 {
+        self.held
+            .borrow()
+            .values()
+            .map(|l| (l.last - l.next + 1).max(0))
+            .sum()
+    }
+}
+
+/// [`check`] with counts taken from `leases` where one is held: at most one store increment
+/// per [`LEASE_MAX`] requests of a client well below its limit, one per request near it, none
+/// for a client over it. Never admits beyond the limit (module documentation).
+pub async fn check_leased<K: KeyValue>(
+    kv: &K,
+    random: &dyn Random,
+    leases: &Leases,
+    policy: &Policy,
+    scope: &str,
+    client: &str,
+    now_ms: u64,
+) -> Result<Decision, PortError> {
+    let window_ms = policy.window_ms();
+    let window = now_ms / window_ms;
+    let window_end = (window + 1) * window_ms;
+    let key = format!("{PREFIX}{scope}:{client}:{window}");
+    let burst = i64::from(policy.burst);
+    if let Some(count) = leases.take(&key, burst) {
+        return Ok(decide(policy, count, window_end, now_ms));
+    }
+    let size = leases.size(&key, burst);
+    let last = kv
+        .increment(&key, size, Some(window_end + window_ms))
+        .await?;
+    let first = last - size + 1;
+    leases.store(&key, window, first, last);
+    maybe_sweep(kv, random, scope, window).await;
+    Ok(decide(policy, first, window_end, now_ms))
+}
+
+/// About one call in [`SWEEP_ONE_IN`] sweeps this scope's ended windows (a no-op on stores
+/// that expire counters themselves).
+async fn maybe_sweep<K: KeyValue>(kv: &K, random: &dyn Random, scope: &str, window: u64) {
     let mut coin = [0u8; 1];
     if random.fill(&mut coin).is_ok() && coin[0] % SWEEP_ONE_IN == 0 {
         // Best effort: a failed sweep must not fail the request it piggybacks on.
@@ -90,14 +232,6 @@ pub async fn check<K: KeyValue>(
             })
             .await;
     }
-
-    Ok(Decision {
-        allowed: count <= policy.burst,
-        limit: policy.burst,
-        remaining: policy.burst.saturating_sub(count),
-        reset_s: (window_end - now_ms).div_ceil(1000),
-        window_s: window_ms / 1000,
-    })
 }
 
 #[cfg(test)]
@@ -266,5 +400,187 @@ mod tests {
             8,
             "the slow scope kept its count"
         );
+    }
+
+    /// The in-memory store, counting the increments that reach it (Durable Object calls).
+    struct Counting<'a> {
+        kv: &'a MemoryKv,
+        increments: std::cell::Cell<usize>,
+    }
+
+    impl<'a> Counting<'a> {
+        fn new(kv: &'a MemoryKv) -> Self {
+            Self {
+                kv,
+                increments: std::cell::Cell::new(0),
+            }
+        }
+    }
+
+    impl KeyValue for Counting<'_> {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+            self.kv.get(key).await
+        }
+        async fn set(&self, key: &str, value: &[u8], at: Option<u64>) -> Result<(), PortError> {
+            self.kv.set(key, value, at).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), PortError> {
+            self.kv.delete(key).await
+        }
+        async fn increment(
+            &self,
+            key: &str,
+            delta: i64,
+            at: Option<u64>,
+        ) -> Result<i64, PortError> {
+            self.increments.set(self.increments.get() + 1);
+            self.kv.increment(key, delta, at).await
+        }
+        async fn sweep_counters(
+            &self,
+            prefix: &str,
+            expired: &dyn Fn(&str) -> bool,
+        ) -> Result<usize, PortError> {
+            self.kv.sweep_counters(prefix, expired).await
+        }
+    }
+
+    fn leased(
+        kv: &Counting<'_>,
+        leases: &Leases,
+        clock: &FixedClock,
+        policy: &Policy,
+        client: &str,
+    ) -> Decision {
+        let decision = RANDOM.with(|random| {
+            block_on(check_leased(
+                kv,
+                random,
+                leases,
+                policy,
+                "health",
+                client,
+                clock.now_unix_ms(),
+            ))
+        });
+        decision.unwrap_or_else(|e| panic!("store failed: {e}"))
+    }
+
+    #[test]
+    fn leases_never_admit_beyond_the_limit_and_lose_at_most_the_documented_bound() {
+        for instances in [1usize, 2, 5, 12] {
+            let policy = Policy {
+                per_minute: 1_000,
+                burst: 200,
+            };
+            let clock = window_start(&policy);
+            let store = MemoryKv::with_clock(clock.clone());
+            let kv = Counting::new(&store);
+            let leases: Vec<Leases> = (0..instances).map(|_| Leases::default()).collect();
+            let pick = SeqRandom::default();
+            let mut admitted = 0i64;
+            let mut first_refusal = None;
+            for i in 0..1_000 {
+                let mut b = [0u8; 1];
+                pick.fill(&mut b).unwrap_or_default();
+                let d = leased(
+                    &kv,
+                    &leases[usize::from(b[0]) % instances],
+                    &clock,
+                    &policy,
+                    "c",
+                );
+                if d.allowed {
+                    admitted += 1;
+                } else if first_refusal.is_none() {
+                    first_refusal = Some(admitted);
+                }
+                assert!(
+                    admitted <= 200,
+                    "{instances} instances: admitted {admitted} at {i}"
+                );
+            }
+            // Every count up to the limit was either used or still sits unused in a lease.
+            let unused_below_limit: i64 = leases.iter().map(Leases::unused).sum::<i64>().min(200);
+            assert!(
+                admitted + unused_below_limit >= 200,
+                "{instances}: {admitted} admitted"
+            );
+            // The documented bound: a refused client lost at most LEASE_MAX - 1 counts to
+            // each other instance.
+            let bound = 200 - (instances as i64 - 1) * (LEASE_MAX - 1);
+            let at_refusal = first_refusal.unwrap_or(0);
+            assert!(
+                at_refusal >= bound,
+                "{instances} instances: first 429 after {at_refusal} admissions (bound {bound})"
+            );
+            if instances == 1 {
+                assert_eq!(admitted, 200, "one instance is exact");
+            }
+        }
+    }
+
+    #[test]
+    fn far_below_the_limit_one_store_call_serves_a_lease_of_requests() {
+        let policy = Policy {
+            per_minute: 1_000_000,
+            burst: 100_000,
+        };
+        let clock = window_start(&policy);
+        let store = MemoryKv::with_clock(clock.clone());
+        let kv = Counting::new(&store);
+        let leases = Leases::default();
+        for _ in 0..1_600 {
+            assert!(leased(&kv, &leases, &clock, &policy, "c").allowed);
+        }
+        // The first call knows nothing of the window (one count); then LEASE_MAX each.
+        assert_eq!(
+            kv.increments.get(),
+            1 + 1_599_usize.div_ceil(LEASE_MAX as usize)
+        );
+        // Figures in the headers come from the request's own count.
+        let d = leased(&kv, &leases, &clock, &policy, "c");
+        assert_eq!(d.remaining, 100_000 - 1_601);
+    }
+
+    #[test]
+    fn a_client_over_the_limit_is_answered_locally_until_its_window_ends() {
+        let policy = Policy::default();
+        let clock = window_start(&policy);
+        let store = MemoryKv::with_clock(clock.clone());
+        let kv = Counting::new(&store);
+        let leases = Leases::default();
+        let allowed = (0..30)
+            .filter(|_| leased(&kv, &leases, &clock, &policy, "c").allowed)
+            .count();
+        assert_eq!(allowed, 10, "one instance is exact");
+        let calls = kv.increments.get();
+        for _ in 0..50 {
+            assert!(!leased(&kv, &leases, &clock, &policy, "c").allowed);
+        }
+        assert_eq!(
+            kv.increments.get(),
+            calls,
+            "no store call once over the limit"
+        );
+        clock.advance(policy.window_ms());
+        assert!(leased(&kv, &leases, &clock, &policy, "c").allowed);
+        assert!(
+            kv.increments.get() > calls,
+            "a new window asks the store again"
+        );
+    }
+
+    #[test]
+    fn an_instance_remembers_a_bounded_number_of_windows() {
+        let policy = Policy::default();
+        let clock = window_start(&policy);
+        let store = MemoryKv::with_clock(clock.clone());
+        let kv = Counting::new(&store);
+        let leases = Leases::default();
+        for i in 0..(LEASES_KEPT + 10) {
+            assert!(leased(&kv, &leases, &clock, &policy, &format!("c{i}")).allowed);
+        }
+        assert!(leases.held.borrow().len() <= LEASES_KEPT);
     }
 }

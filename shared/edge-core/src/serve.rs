@@ -391,16 +391,15 @@ async fn guarded<F: Function, P: Platform>(
     if let Some(policy) = cfg.rate_limit.as_ref().filter(|_| F::RATE_LIMITED) {
         let client = &ctx.client;
         let now = ctx.platform.clock().now_unix_ms();
-        match ratelimit::check(
-            ctx.platform.kv(),
-            ctx.platform.random(),
-            policy,
-            F::NAME,
-            client,
-            now,
-        )
-        .await
-        {
+        let (kv, random) = (ctx.platform.kv(), ctx.platform.random());
+        // Authentication routes (fail closed) stay exact: one store increment per request.
+        let decision = match ctx.platform.rate_leases().filter(|_| !F::FAIL_CLOSED) {
+            Some(leases) => {
+                ratelimit::check_leased(kv, random, leases, policy, F::NAME, client, now).await
+            }
+            None => ratelimit::check(kv, random, policy, F::NAME, client, now).await,
+        };
+        match decision {
             Ok(d) => {
                 extra.insert("ratelimit-limit", HeaderValue::from(d.limit));
                 extra.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
@@ -737,6 +736,39 @@ mod tests {
             .parse()
             .unwrap_or_default();
         assert!((1..=3).contains(&retry), "retry-after {retry}");
+    }
+
+    #[test]
+    fn with_leases_ordinary_routes_lease_counts_and_authentication_stays_exact() {
+        let cfg = with(|c| {
+            c.rate_limit = Some(Policy {
+                per_minute: 60_000,
+                burst: 1_000,
+            })
+        });
+        let platform = MemoryPlatform {
+            leases: Some(crate::ratelimit::Leases::default()),
+            ..MemoryPlatform::default()
+        };
+        let leases = |p: &MemoryPlatform| p.leases.as_ref().map_or(0, |l| l.unused());
+        let mut remaining = Vec::new();
+        for _ in 0..5 {
+            let resp = run_on(&platform, &cfg, get("/ok"));
+            assert_eq!(resp.status(), StatusCode::OK);
+            remaining.push(resp.headers()["ratelimit-remaining"].clone());
+        }
+        assert_eq!(remaining, ["999", "998", "997", "996", "995"]);
+        assert!(leases(&platform) > 0, "counts were leased");
+
+        let exact = MemoryPlatform {
+            leases: Some(crate::ratelimit::Leases::default()),
+            ..MemoryPlatform::default()
+        };
+        for _ in 0..5 {
+            let resp = block_on(serve::<Auth, _>(&exact, &cfg, get("/"), None));
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        assert_eq!(leases(&exact), 0, "authentication counts one by one");
     }
 
     #[test]

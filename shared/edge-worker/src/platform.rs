@@ -1,7 +1,10 @@
 //! The edge-core ports on Workers: key-value through the Durable Object client, vars and
 //! secrets, `Date.now()`, `crypto.getRandomValues`, `fetch`, and console logs.
 
+use std::rc::Rc;
+
 use edge_core::ports::{Clock, HttpClient, LogSink, Platform, PortError, Random, Timer, Variables};
+use edge_core::ratelimit::Leases;
 use edge_core::{Bytes, Request, Response};
 
 use crate::store::DoKv;
@@ -10,11 +13,18 @@ fn unavailable(what: &str, err: impl std::fmt::Display) -> PortError {
     PortError::Unavailable(format!("workers {what}: {err}"))
 }
 
+thread_local! {
+    /// The rate-limit leases of this isolate: it serves many requests, so counts reserved
+    /// from the Durable Object in one call serve the next requests of the same client.
+    static LEASES: Rc<Leases> = Rc::new(Leases::default());
+}
+
 /// The ports for one Workers request.
 pub struct WorkerPlatform {
     kv: DoKv,
     vars: WorkerVars,
     http: WorkerHttp,
+    leases: Rc<Leases>,
 }
 
 impl WorkerPlatform {
@@ -24,6 +34,7 @@ impl WorkerPlatform {
             kv: DoKv::new(env.clone()),
             vars: WorkerVars(env),
             http: WorkerHttp,
+            leases: LEASES.with(Rc::clone),
         }
     }
 }
@@ -134,5 +145,8 @@ impl Platform for WorkerPlatform {
     }
     fn log(&self) -> &dyn LogSink {
         &WorkerLog
+    }
+    fn rate_leases(&self) -> Option<&Leases> {
+        Some(&self.leases)
     }
 }
