@@ -371,13 +371,13 @@ impl Budget {
         if limit == 0 {
             return Ok(true);
         }
-        let spent = kv
-            .increment(
-                &Self::key(SPENT_PREFIX, now_ms),
-                0,
-                Some((now_ms / DAY_MS + 2) * DAY_MS),
-            )
-            .await?;
+        let spent = crate::expiry::increment(
+            kv,
+            &Self::key(SPENT_PREFIX, now_ms),
+            0,
+            (now_ms / DAY_MS + 2) * DAY_MS,
+        )
+        .await?;
         Ok(u64::try_from(spent).unwrap_or(0) >= limit)
     }
 
@@ -392,10 +392,11 @@ impl Budget {
             return Ok(());
         }
         let delta = i64::try_from(cost).unwrap_or(i64::MAX);
-        kv.increment(
+        crate::expiry::increment(
+            kv,
             &Self::key(SPENT_PREFIX, now_ms),
             delta,
-            Some((now_ms / DAY_MS + 2) * DAY_MS),
+            (now_ms / DAY_MS + 2) * DAY_MS,
         )
         .await
         .map(|_| ())
@@ -403,10 +404,11 @@ impl Budget {
 
     /// True exactly once per UTC day (the caller then logs the one warning of the day).
     pub async fn first_warning_today<K: KeyValue>(&self, kv: &K, now_ms: u64) -> bool {
-        kv.increment(
+        crate::expiry::increment(
+            kv,
             &Self::key(WARNED_PREFIX, now_ms),
             1,
-            Some((now_ms / DAY_MS + 2) * DAY_MS),
+            (now_ms / DAY_MS + 2) * DAY_MS,
         )
         .await
         .is_ok_and(|n| n == 1)

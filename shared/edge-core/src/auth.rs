@@ -21,6 +21,7 @@
 use http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::expiry;
 use crate::log::{self, Level};
 use crate::ports::{KeyValue, Platform};
 use crate::proxy::{self, ProxyCall, ProxyTarget};
@@ -214,10 +215,10 @@ async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response,
     let user_hash = keyed_hash(cfg, "login-user", &username);
     let user_key = format!("{FAILURE_PREFIX}u:{user_hash}:{window}");
     let ip_key = format!("{FAILURE_PREFIX}ip:{}:{window}", ctx.client);
-    let expires = Some((window + 2) * limits.window_ms);
+    let expires = (window + 2) * limits.window_ms;
     let (user_failures, ip_failures) = (
-        kv.increment(&user_key, 0, expires).await?,
-        kv.increment(&ip_key, 0, expires).await?,
+        expiry::increment(kv, &user_key, 0, expires).await?,
+        expiry::increment(kv, &ip_key, 0, expires).await?,
     );
     if user_failures >= limits.per_user || ip_failures >= limits.per_ip {
         ctx.event(Level::Warn, "login_locked_out", Map::new());
@@ -237,8 +238,8 @@ async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response,
                 Some(_) => "user_disabled",
                 None => "bad_credentials",
             };
-            let u = kv.increment(&user_key, 1, expires).await?;
-            let ip = kv.increment(&ip_key, 1, expires).await?;
+            let u = expiry::increment(kv, &user_key, 1, expires).await?;
+            let ip = expiry::increment(kv, &ip_key, 1, expires).await?;
             let lockout = u == limits.per_user || ip == limits.per_ip;
             audit_later(
                 ctx,
@@ -258,7 +259,6 @@ async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response,
                     json!({"by": if u == limits.per_user { "username" } else { "client" }, "window_minutes": limits.window_ms / 60_000}),
                 );
             }
-            sweep_failures_sometimes(ctx, window);
             return Err(Error::Unauthorized);
         }
     };
@@ -587,26 +587,6 @@ fn revoke_later<P: Platform>(ctx: &Ctx<'_, P>, jti: &str, expires_ms: u64) {
             fields.insert("cause".into(), e.to_string().into());
             ctx.event(Level::Error, "revocation_record_failed", fields);
         }
-    });
-}
-
-/// About one failed login in 64 sweeps ended failure windows (Spin's store has no expiry).
-fn sweep_failures_sometimes<P: Platform>(ctx: &Ctx<'_, P>, window: u64) {
-    let mut coin = [0u8; 1];
-    if ctx.platform.random().fill(&mut coin).is_err() || coin[0] % 64 != 0 {
-        return;
-    }
-    let platform = ctx.platform;
-    ctx.defer(async move {
-        let _ = platform
-            .kv()
-            .sweep_counters(FAILURE_PREFIX, &|k: &str| {
-                k.rsplit(':')
-                    .next()
-                    .and_then(|w| w.parse::<u64>().ok())
-                    .is_some_and(|w| w + 1 < window)
-            })
-            .await;
     });
 }
 

@@ -17,6 +17,7 @@ pub mod config;
 pub mod cors;
 pub mod error;
 pub mod evolution;
+pub mod expiry;
 pub mod health;
 pub mod hosts;
 pub mod kv;

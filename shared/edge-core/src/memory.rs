@@ -93,6 +93,13 @@ impl MemoryKv {
         self.values.borrow().len() + self.counters.borrow().len()
     }
 
+    /// The keys of the values held (not counters), sorted.
+    pub fn value_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.values.borrow().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// Whether the store holds no keys at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -163,18 +170,6 @@ impl KeyValue for MemoryKv {
             entry.1 = expires_at_ms;
         }
         Ok(entry.0)
-    }
-
-    async fn sweep_counters(
-        &self,
-        prefix: &str,
-        expired: &dyn Fn(&str) -> bool,
-    ) -> Result<usize, PortError> {
-        self.check_up()?;
-        let mut counters = self.counters.borrow_mut();
-        let before = counters.len();
-        counters.retain(|k, _| !(k.starts_with(prefix) && expired(k)));
-        Ok(before - counters.len())
     }
 }
 
@@ -400,17 +395,6 @@ mod tests {
         assert_eq!(block_on(kv.increment("ctr:x", 2, None)), Ok(3));
         block_on(kv.delete("ctr:x")).unwrap_or_default();
         assert_eq!(block_on(kv.increment("ctr:x", 1, None)), Ok(1));
-    }
-
-    #[test]
-    fn sweeping_deletes_only_matching_expired_counters() {
-        let kv = MemoryKv::default();
-        for key in ["ctr:rl:a:1", "ctr:rl:a:2", "ctr:other:1"] {
-            block_on(kv.increment(key, 1, None)).unwrap_or_default();
-        }
-        let swept = block_on(kv.sweep_counters("ctr:rl:", &|k: &str| k.ends_with(":1")));
-        assert_eq!(swept, Ok(1));
-        assert_eq!(kv.len(), 2);
     }
 
     #[test]

@@ -45,14 +45,18 @@ impl std::error::Error for PortError {}
 /// - `increment` is atomic: N concurrent increments by 1 of the same key end at exactly N more
 ///   and each caller sees a distinct result. A counter that does not exist starts at 0.
 /// - Counter expiry only bounds storage; correctness never depends on it, so callers use
-///   time-windowed keys. Workers: an alarm deletes the counter at its expiry. Spin (no expiry
-///   in its store): counters stay until [`KeyValue::sweep_counters`] deletes them.
+///   time-windowed keys and create counters through [`crate::expiry::increment`]. Workers: an
+///   alarm deletes the counter at its expiry ([`KeyValue::EXPIRES_COUNTERS`]). Spin (no expiry
+///   in its store): [`crate::expiry`] indexes counters by expiry and sweeps them.
 /// - Consistency: strong per key on both platforms. Spin: the key-value store of the instance
 ///   (SQLite locally, Redis in production), atomics via `wasi:keyvalue/atomics`. Workers: one
 ///   Durable Object per key, single-threaded, so reads see every completed write.
 /// - Errors: [`PortError::Unavailable`] when the backend cannot be reached;
 ///   [`PortError::Contract`] for a malformed key or a value over [`crate::kv::MAX_VALUE_LEN`].
 pub trait KeyValue {
+    /// Whether the store deletes counters at their expiry itself (the Durable Object's alarm).
+    /// Where it does not, [`crate::expiry`] keeps an index and sweeps them.
+    const EXPIRES_COUNTERS: bool = false;
     /// The value stored under `key`, or `None` if absent or expired.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError>;
     /// Stores `value` under `key`, replacing any earlier value. With `expires_at_ms` (unix
@@ -73,14 +77,6 @@ pub trait KeyValue {
         delta: i64,
         expires_at_ms: Option<u64>,
     ) -> Result<i64, PortError>;
-    /// Deletes the counters under `prefix` for which `expired(key)` is true and returns how many
-    /// were deleted. Stores that expire counters themselves (Workers) return `Ok(0)` at once.
-    /// Costs a scan of the store's keys on Spin: call it rarely.
-    async fn sweep_counters(
-        &self,
-        prefix: &str,
-        expired: &dyn Fn(&str) -> bool,
-    ) -> Result<usize, PortError>;
 }
 
 /// Configuration variables and secrets.

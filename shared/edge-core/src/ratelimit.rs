@@ -6,9 +6,8 @@
 //! updates under load. The burst passes, the next request in the window gets 429, and the whole
 //! burst returns when the window ends (`Retry-After` says when).
 //!
-//! Storage stays bounded: counters carry an expiry two windows ahead (Workers delete them with
-//! an alarm) and, for stores without expiry (Spin), about one request in [`SWEEP_ONE_IN`]
-//! sweeps counters of windows that have ended.
+//! Storage stays bounded: counters carry an expiry two windows ahead, which the Durable
+//! Object's alarm enforces on Workers and [`crate::expiry`] on Spin (no scan of the store).
 //!
 //! Where one instance serves many requests (Workers), non-authentication routes may take their
 //! counts in **leases** ([`check_leased`]): one increment of up to [`LEASE_MAX`] reserves that
@@ -24,12 +23,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::ports::{KeyValue, PortError, Random};
+use crate::expiry;
+use crate::ports::{KeyValue, PortError};
 
 /// Counter-key prefix of every rate counter.
 pub const PREFIX: &str = "ctr:rl:";
-/// One request in this many sweeps ended windows (Spin only; free on Workers).
-pub const SWEEP_ONE_IN: u8 = 128;
 
 /// A rate-limit policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,14 +70,9 @@ pub struct Decision {
     pub window_s: u64,
 }
 
-fn window_of_key(key: &str) -> Option<u64> {
-    key.rsplit(':').next()?.parse().ok()
-}
-
 /// Counts this request for `client` under `scope` (the function name) and decides.
 pub async fn check<K: KeyValue>(
     kv: &K,
-    random: &dyn Random,
     policy: &Policy,
     scope: &str,
     client: &str,
@@ -89,8 +82,7 @@ pub async fn check<K: KeyValue>(
     let window = now_ms / window_ms;
     let window_end = (window + 1) * window_ms;
     let key = format!("{PREFIX}{scope}:{client}:{window}");
-    let count = kv.increment(&key, 1, Some(window_end + window_ms)).await?;
-    maybe_sweep(kv, random, scope, window).await;
+    let count = expiry::increment(kv, &key, 1, window_end + window_ms).await?;
     Ok(decide(policy, count, window_end, now_ms))
 }
 
@@ -192,7 +184,6 @@ impl Leases {
 /// for a client over it. Never admits beyond the limit (module documentation).
 pub async fn check_leased<K: KeyValue>(
     kv: &K,
-    random: &dyn Random,
     leases: &Leases,
     policy: &Policy,
     scope: &str,
@@ -208,37 +199,17 @@ pub async fn check_leased<K: KeyValue>(
         return Ok(decide(policy, count, window_end, now_ms));
     }
     let size = leases.size(&key, burst);
-    let last = kv
-        .increment(&key, size, Some(window_end + window_ms))
-        .await?;
+    let last = expiry::increment(kv, &key, size, window_end + window_ms).await?;
     let first = last - size + 1;
     leases.store(&key, window, first, last);
-    maybe_sweep(kv, random, scope, window).await;
     Ok(decide(policy, first, window_end, now_ms))
-}
-
-/// About one call in [`SWEEP_ONE_IN`] sweeps this scope's ended windows (a no-op on stores
-/// that expire counters themselves).
-async fn maybe_sweep<K: KeyValue>(kv: &K, random: &dyn Random, scope: &str, window: u64) {
-    let mut coin = [0u8; 1];
-    if random.fill(&mut coin).is_ok() && coin[0] % SWEEP_ONE_IN == 0 {
-        // Best effort: a failed sweep must not fail the request it piggybacks on.
-        // Only this scope's counters: another function's windows have another length, so
-        // judging them by this window index would reset their live counters.
-        let scope_prefix = format!("{PREFIX}{scope}:");
-        let _ = kv
-            .sweep_counters(&scope_prefix, &|k: &str| {
-                window_of_key(k).is_some_and(|w| w + 1 < window)
-            })
-            .await;
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::{block_on, FixedClock, MemoryKv, SeqRandom};
-    use crate::ports::Clock;
+    use crate::ports::{Clock, Random};
 
     thread_local! {
         // One sequence per test thread, so the sweep coin varies between requests.
@@ -246,16 +217,12 @@ mod tests {
     }
 
     fn run(kv: &MemoryKv, clock: &FixedClock, policy: &Policy, client: &str) -> Decision {
-        let decision = RANDOM.with(|random| {
-            block_on(check(
-                kv,
-                random,
-                policy,
-                "login",
-                client,
-                clock.now_unix_ms(),
-            ))
-        });
+        let now = clock.now_unix_ms();
+        let decision = block_on(check(kv, policy, "login", client, now));
+        // As the wrapper does after the response.
+        if RANDOM.with(|random| expiry::sweep_due::<MemoryKv>(random)) {
+            block_on(expiry::sweep(kv, now)).unwrap_or_else(|e| panic!("sweep failed: {e}"));
+        }
         decision.unwrap_or_else(|e| panic!("store failed: {e}"))
     }
 
@@ -349,26 +316,20 @@ mod tests {
         };
         let clock = window_start(&policy);
         let kv = MemoryKv::with_clock(clock.clone());
-        // 2,000 distinct clients over 2,000 windows: without sweeping, 2,000 counters remain.
-        for i in 0..2_000 {
+        // 6,000 distinct clients over 6,000 one-second windows: without sweeping, 6,000
+        // counters remain (and as many index entries); swept, about ten minutes' worth.
+        for i in 0..6_000 {
             run(&kv, &clock, &policy, &format!("client-{i}"));
             clock.advance(1_000);
         }
-        assert!(kv.len() < 200, "{} counters left", kv.len());
+        assert!(kv.len() < 2_000, "{} keys left", kv.len());
     }
 
     #[test]
     fn a_down_store_is_reported_not_hidden() {
         let kv = MemoryKv::default();
         kv.down.set(true);
-        let r = block_on(check(
-            &kv,
-            &SeqRandom::default(),
-            &Policy::default(),
-            "f",
-            "c",
-            0,
-        ));
+        let r = block_on(check(&kv, &Policy::default(), "f", "c", 0));
         assert!(matches!(r, Err(PortError::Unavailable(_))));
     }
 
@@ -386,9 +347,8 @@ mod tests {
         };
         let clock = window_start(&fast);
         let kv = MemoryKv::with_clock(clock.clone());
-        let random = SeqRandom::default();
         let slow_check = |kv: &MemoryKv| {
-            block_on(check(kv, &random, &slow, "slow", "c", clock.now_unix_ms()))
+            block_on(check(kv, &slow, "slow", "c", clock.now_unix_ms()))
                 .unwrap_or_else(|e| panic!("{e}"))
         };
         slow_check(&kv);
@@ -433,15 +393,11 @@ mod tests {
             delta: i64,
             at: Option<u64>,
         ) -> Result<i64, PortError> {
-            self.increments.set(self.increments.get() + 1);
+            // Rate counters only, not the expiry index's own.
+            if key.starts_with(PREFIX) {
+                self.increments.set(self.increments.get() + 1);
+            }
             self.kv.increment(key, delta, at).await
-        }
-        async fn sweep_counters(
-            &self,
-            prefix: &str,
-            expired: &dyn Fn(&str) -> bool,
-        ) -> Result<usize, PortError> {
-            self.kv.sweep_counters(prefix, expired).await
         }
     }
 
@@ -452,17 +408,14 @@ mod tests {
         policy: &Policy,
         client: &str,
     ) -> Decision {
-        let decision = RANDOM.with(|random| {
-            block_on(check_leased(
-                kv,
-                random,
-                leases,
-                policy,
-                "health",
-                client,
-                clock.now_unix_ms(),
-            ))
-        });
+        let decision = block_on(check_leased(
+            kv,
+            leases,
+            policy,
+            "health",
+            client,
+            clock.now_unix_ms(),
+        ));
         decision.unwrap_or_else(|e| panic!("store failed: {e}"))
     }
 

@@ -15,7 +15,7 @@ use crate::config::{ConfigState, EdgeConfig, Environment};
 use crate::log::{self, Access, Level};
 use crate::ports::{HttpClient, Platform};
 use crate::redact::RedactingSink;
-use crate::{ratelimit, request_id, respond, Bytes, Error, Request, Response};
+use crate::{expiry, ratelimit, request_id, respond, Bytes, Error, Request, Response};
 
 /// An edge function: a name for logs and one handler.
 pub trait Function {
@@ -266,6 +266,15 @@ pub async fn serve_deferred<'a, F: Function, P: Platform>(
         }
     };
 
+    // Stores without counter expiry (Spin): about one request in 16 sweeps expired counters,
+    // after the response (bounded work, no scan of the store; see `expiry`).
+    if expiry::sweep_due::<P::Kv>(platform.random()) {
+        let kv = platform.kv();
+        deferred.push(Box::pin(async move {
+            let _ = expiry::sweep(kv, started).await;
+        }));
+    }
+
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -391,13 +400,11 @@ async fn guarded<F: Function, P: Platform>(
     if let Some(policy) = cfg.rate_limit.as_ref().filter(|_| F::RATE_LIMITED) {
         let client = &ctx.client;
         let now = ctx.platform.clock().now_unix_ms();
-        let (kv, random) = (ctx.platform.kv(), ctx.platform.random());
+        let kv = ctx.platform.kv();
         // Authentication routes (fail closed) stay exact: one store increment per request.
         let decision = match ctx.platform.rate_leases().filter(|_| !F::FAIL_CLOSED) {
-            Some(leases) => {
-                ratelimit::check_leased(kv, random, leases, policy, F::NAME, client, now).await
-            }
-            None => ratelimit::check(kv, random, policy, F::NAME, client, now).await,
+            Some(leases) => ratelimit::check_leased(kv, leases, policy, F::NAME, client, now).await,
+            None => ratelimit::check(kv, policy, F::NAME, client, now).await,
         };
         match decision {
             Ok(d) => {

@@ -200,7 +200,6 @@ async fn ingest<P: Platform>(
     let hash = contact_hash(ctx.config, &message.contact);
     let decision = ratelimit::check(
         ctx.platform.kv(),
-        ctx.platform.random(),
         &settings.sender,
         "webhook-sender",
         &hash,
@@ -432,7 +431,7 @@ async fn decide<P: Platform>(
         let window = now / settings.sender.window_ms();
         let key = format!("ctr:wh:wait:{hash}:{window}");
         let expires = (window + 2) * settings.sender.window_ms();
-        return match kv.increment(&key, 1, Some(expires)).await {
+        return match crate::expiry::increment(kv, &key, 1, expires).await {
             Ok(1) => Decision::Send {
                 text: responder::please_wait(&business),
                 source: "please_wait",

@@ -117,23 +117,8 @@ impl KeyValue for SpinKv {
         _expires_at_ms: Option<u64>,
     ) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
-        // No expiry in Spin's store: callers bound growth with `sweep_counters`.
+        // No expiry in Spin's store: `edge_core::expiry` indexes and sweeps counters.
         atomics::increment(self.bucket()?, key, delta).map_err(|e| unavailable("increment", e))
-    }
-
-    async fn sweep_counters(
-        &self,
-        prefix: &str,
-        expired: &dyn Fn(&str) -> bool,
-    ) -> Result<usize, PortError> {
-        let store = self.store()?;
-        let keys = store.get_keys().map_err(|e| unavailable("get_keys", e))?;
-        let mut deleted = 0;
-        for key in keys.iter().filter(|k| k.starts_with(prefix) && expired(k)) {
-            store.delete(key).map_err(|e| unavailable("delete", e))?;
-            deleted += 1;
-        }
-        Ok(deleted)
     }
 }
 

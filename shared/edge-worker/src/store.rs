@@ -75,6 +75,9 @@ impl DoKv {
 }
 
 impl KeyValue for DoKv {
+    // Each counter's Durable Object deletes it at expiry with an alarm.
+    const EXPIRES_COUNTERS: bool = true;
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
         kv::check_value_key(key)?;
         let mut resp = self
@@ -131,15 +134,6 @@ impl KeyValue for DoKv {
         text.trim()
             .parse()
             .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
-    }
-
-    async fn sweep_counters(
-        &self,
-        _prefix: &str,
-        _expired: &dyn Fn(&str) -> bool,
-    ) -> Result<usize, PortError> {
-        // Each counter's Durable Object deletes it at expiry with an alarm.
-        Ok(0)
     }
 }
 
