@@ -70,6 +70,29 @@ pub struct Decision {
     pub window_s: u64,
 }
 
+/// The counter of one client's current window.
+struct Window {
+    index: u64,
+    end_ms: u64,
+    /// When the store may drop the counter: a window after this one ends.
+    expires_ms: u64,
+    key: String,
+}
+
+impl Window {
+    fn at(policy: &Policy, scope: &str, client: &str, now_ms: u64) -> Self {
+        let window_ms = policy.window_ms();
+        let index = now_ms / window_ms;
+        let end_ms = (index + 1) * window_ms;
+        Self {
+            index,
+            end_ms,
+            expires_ms: end_ms + window_ms,
+            key: format!("{PREFIX}{scope}:{client}:{index}"),
+        }
+    }
+}
+
 /// Counts this request for `client` under `scope` (the function name) and decides.
 pub async fn check<K: KeyValue>(
     kv: &K,
@@ -78,12 +101,9 @@ pub async fn check<K: KeyValue>(
     client: &str,
     now_ms: u64,
 ) -> Result<Decision, PortError> {
-    let window_ms = policy.window_ms();
-    let window = now_ms / window_ms;
-    let window_end = (window + 1) * window_ms;
-    let key = format!("{PREFIX}{scope}:{client}:{window}");
-    let count = expiry::increment(kv, &key, 1, window_end + window_ms).await?;
-    Ok(decide(policy, count, window_end, now_ms))
+    let w = Window::at(policy, scope, client, now_ms);
+    let count = expiry::increment(kv, &w.key, 1, w.expires_ms).await?;
+    Ok(decide(policy, count, w.end_ms, now_ms))
 }
 
 /// The decision for the request that holds count `count` of its window.
@@ -190,19 +210,16 @@ pub async fn check_leased<K: KeyValue>(
     client: &str,
     now_ms: u64,
 ) -> Result<Decision, PortError> {
-    let window_ms = policy.window_ms();
-    let window = now_ms / window_ms;
-    let window_end = (window + 1) * window_ms;
-    let key = format!("{PREFIX}{scope}:{client}:{window}");
+    let w = Window::at(policy, scope, client, now_ms);
     let burst = i64::from(policy.burst);
-    if let Some(count) = leases.take(&key, burst) {
-        return Ok(decide(policy, count, window_end, now_ms));
+    if let Some(count) = leases.take(&w.key, burst) {
+        return Ok(decide(policy, count, w.end_ms, now_ms));
     }
-    let size = leases.size(&key, burst);
-    let last = expiry::increment(kv, &key, size, window_end + window_ms).await?;
+    let size = leases.size(&w.key, burst);
+    let last = expiry::increment(kv, &w.key, size, w.expires_ms).await?;
     let first = last - size + 1;
-    leases.store(&key, window, first, last);
-    Ok(decide(policy, first, window_end, now_ms))
+    leases.store(&w.key, w.index, first, last);
+    Ok(decide(policy, first, w.end_ms, now_ms))
 }
 
 #[cfg(test)]
