@@ -249,6 +249,13 @@ mod tests {
         FixedClock::at((1_767_225_600_000 / w + 1) * w)
     }
 
+    /// An empty store and its clock at the start of one of `policy`'s windows.
+    fn fresh(policy: &Policy) -> (FixedClock, MemoryKv) {
+        let clock = window_start(policy);
+        let kv = MemoryKv::with_clock(clock.clone());
+        (clock, kv)
+    }
+
     #[test]
     fn the_default_is_50_per_minute_with_burst_10_in_12_second_windows() {
         assert_eq!(Policy::default().window_ms(), 12_000);
@@ -257,8 +264,7 @@ mod tests {
     #[test]
     fn the_burst_passes_and_the_next_request_is_limited() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         for i in 0..10 {
             let d = run(&kv, &clock, &policy, "203.0.113.7");
             assert!(d.allowed, "request {i} within the burst");
@@ -273,8 +279,7 @@ mod tests {
     #[test]
     fn retry_after_counts_down_to_the_window_end() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         for _ in 0..10 {
             run(&kv, &clock, &policy, "c");
         }
@@ -287,8 +292,7 @@ mod tests {
     #[test]
     fn tokens_return_when_the_window_ends() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         for _ in 0..11 {
             run(&kv, &clock, &policy, "c");
         }
@@ -302,8 +306,7 @@ mod tests {
             per_minute: 60,
             burst: 1,
         };
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         assert!(run(&kv, &clock, &policy, "a").allowed);
         assert!(!run(&kv, &clock, &policy, "a").allowed);
         assert!(run(&kv, &clock, &policy, "b").allowed);
@@ -312,8 +315,7 @@ mod tests {
     #[test]
     fn the_sustained_rate_holds_over_a_minute() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         let mut allowed = 0;
         // One request every 100 ms for a minute: 600 tries.
         for _ in 0..600 {
@@ -331,8 +333,7 @@ mod tests {
             per_minute: 60,
             burst: 1,
         };
-        let clock = window_start(&policy);
-        let kv = MemoryKv::with_clock(clock.clone());
+        let (clock, kv) = fresh(&policy);
         // 6,000 distinct clients over 6,000 one-second windows: without sweeping, 6,000
         // counters remain (and as many index entries); swept, about ten minutes' worth.
         for i in 0..6_000 {
@@ -443,8 +444,7 @@ mod tests {
                 per_minute: 1_000,
                 burst: 200,
             };
-            let clock = window_start(&policy);
-            let store = MemoryKv::with_clock(clock.clone());
+            let (clock, store) = fresh(&policy);
             let kv = Counting::new(&store);
             let leases: Vec<Leases> = (0..instances).map(|_| Leases::default()).collect();
             let pick = SeqRandom::default();
@@ -496,8 +496,7 @@ mod tests {
             per_minute: 1_000_000,
             burst: 100_000,
         };
-        let clock = window_start(&policy);
-        let store = MemoryKv::with_clock(clock.clone());
+        let (clock, store) = fresh(&policy);
         let kv = Counting::new(&store);
         let leases = Leases::default();
         for _ in 0..1_600 {
@@ -516,8 +515,7 @@ mod tests {
     #[test]
     fn a_client_over_the_limit_is_answered_locally_until_its_window_ends() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let store = MemoryKv::with_clock(clock.clone());
+        let (clock, store) = fresh(&policy);
         let kv = Counting::new(&store);
         let leases = Leases::default();
         let allowed = (0..30)
@@ -544,8 +542,7 @@ mod tests {
     #[test]
     fn an_instance_remembers_a_bounded_number_of_windows() {
         let policy = Policy::default();
-        let clock = window_start(&policy);
-        let store = MemoryKv::with_clock(clock.clone());
+        let (clock, store) = fresh(&policy);
         let kv = Counting::new(&store);
         let leases = Leases::default();
         for i in 0..(LEASES_KEPT + 10) {
