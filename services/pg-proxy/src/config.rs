@@ -156,6 +156,10 @@ pub struct PoolSettings {
     /// How long an overflow connection may sit idle before it is closed
     /// (DB_POOL_OVERFLOW_IDLE_SECS).
     pub overflow_idle: Duration,
+    /// Statements of one batched kind (message insert, history read) in flight at once;
+    /// requests beyond that wait and share the next statement (DB_BATCH_CONCURRENCY, see
+    /// README "Batching").
+    pub batch_concurrency: usize,
 }
 
 impl Default for PoolSettings {
@@ -166,6 +170,7 @@ impl Default for PoolSettings {
             max_overflow: 40,
             timeout: Duration::from_secs(30),
             overflow_idle: Duration::from_secs(10),
+            batch_concurrency: 4,
         }
     }
 }
@@ -374,6 +379,14 @@ pub fn pool_settings(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> PoolSetti
         true,
         errs,
     );
+    let batch_concurrency = parse_count(
+        env,
+        "DB_BATCH_CONCURRENCY",
+        d.batch_concurrency,
+        1,
+        1000,
+        errs,
+    );
     if min_size > max_size {
         errs.push(ConfigError::new(
             "DB_POOL_MIN_SIZE",
@@ -386,6 +399,7 @@ pub fn pool_settings(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> PoolSetti
         max_overflow,
         timeout,
         overflow_idle,
+        batch_concurrency,
     }
 }
 

@@ -2,12 +2,14 @@
 //! durable data in Postgres. Library half of the crate; `src/main.rs` is the operator CLI.
 //!
 //! Where things live: configuration ([`config`]), the one error-to-HTTP mapping ([`error`]),
-//! validated inputs ([`domain`]), every SQL statement ([`store`]), the pool policy ([`pool`]),
+//! validated inputs ([`domain`]), every SQL statement ([`store`]), batching of the hottest
+//! two ([`batch`]), the pool policy ([`pool`]),
 //! migrations ([`migrate`]), routes and middleware ([`http`]), serving and shutdown
 //! ([`server`]), logs ([`logging`]), password hashing ([`password`]), TLS to Postgres ([`tls`]), the CLI
 //! ([`cli`]).
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod domain;

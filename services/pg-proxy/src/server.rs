@@ -33,6 +33,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+use crate::batch::Batcher;
 use crate::config::{HttpTimeouts, ServeConfig};
 use crate::http::{router, AppState, SIGNATURE_WINDOW_SECS};
 use crate::pool::{self, DbPool};
@@ -347,6 +348,8 @@ pub async fn start(cfg: ServeConfig) -> anyhow::Result<Running> {
         body_read_timeout: cfg.http_timeouts.body_read,
         audience: Arc::from(cfg.audience.as_str()),
         accept_v1: cfg.accept_v1,
+        inserts: Batcher::start(pool.clone(), cfg.pool.batch_concurrency),
+        histories: Batcher::start(pool.clone(), cfg.pool.batch_concurrency),
     };
     let app = router(state);
     let listener = TcpListener::bind(SocketAddr::new(cfg.bind, cfg.port)).await?;

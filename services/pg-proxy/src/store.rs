@@ -7,6 +7,7 @@
 //! the change. A replayed nonce makes the whole operation a no-op answered 401, and a
 //! change is never committed without its nonce (README "Replay protection by operation").
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Client;
@@ -37,6 +38,12 @@ impl Nonce {
     /// The nonce text.
     pub fn as_str(&self) -> &str {
         &self.value
+    }
+
+    /// For an operation that is idempotent by its own key (message insert): a replay of it
+    /// changes nothing, so no nonce needs recording, and the request counts as recorded.
+    pub fn not_needed(&self) {
+        self.recorded.store(true, Ordering::Release);
     }
 
     /// True once a statement recorded it.
@@ -98,66 +105,94 @@ pub struct NewMessage {
     pub sent_at: i64,
 }
 
-/// Inserts a message unless its provider id is already stored, recording the nonce in the
-/// same statement. Concurrent duplicates are resolved by the unique index: exactly one caller
-/// sees `new: true`.
-pub async fn insert_message(db: &Client, m: &NewMessage, nonce: &Nonce) -> ApiResult<Inserted> {
+/// Inserts each message unless its provider id is already stored, all in **one statement**
+/// (see [`crate::batch`]), and returns one result per message, in order. No nonce: the insert
+/// is idempotent by provider id, so a replayed request changes nothing and is answered like a
+/// webhook retry (`new: false`, README "Replay protection by operation"). Exactly one caller
+/// sees `new: true` for a given id, whether the duplicates arrive in one batch (resolved here)
+/// or concurrently in several (resolved by the unique index). Rows are inserted in provider-id
+/// order, so concurrent batches take their index locks in one order and cannot deadlock.
+pub async fn insert_messages(db: &Client, batch: &[NewMessage]) -> ApiResult<Vec<Inserted>> {
+    // Only the insert: a join against `messages` for the conflicting ids would be planned once
+    // per connection (prepared, generic plan) and, planned while the table is small, as a
+    // sequential scan that grows with the table. Conflicts (retries) are looked up below.
     let stmt = db
-        .prepare_cached(with_nonce!(
-            "$8",
-            ", ins AS (
-                 INSERT INTO messages
-                     (provider_message_id, instance, contact, direction, body, push_name, sent_at)
-                 SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7::bigint)
-                  WHERE EXISTS (SELECT 1 FROM n)
-                 ON CONFLICT (provider_message_id) DO NOTHING
-                 RETURNING id, state),
-             r AS (
-                 SELECT id, state, true AS new FROM ins
-                 UNION ALL
-                 SELECT id, state, false FROM messages
-                  WHERE provider_message_id = $1 AND NOT EXISTS (SELECT 1 FROM ins))
-             SELECT EXISTS (SELECT 1 FROM n), r.id, r.state, r.new
-               FROM (VALUES (1)) AS one LEFT JOIN r ON true"
-        ))
+        .prepare_cached(
+            "INSERT INTO messages
+                 (provider_message_id, instance, contact, direction, body, push_name, sent_at)
+             SELECT pid, instance, contact, direction, body, push_name, to_timestamp(sent_at)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7::bigint[])
+                    AS t(pid, instance, contact, direction, body, push_name, sent_at)
+              ORDER BY pid
+             ON CONFLICT (provider_message_id) DO NOTHING
+             RETURNING provider_message_id, id, state",
+        )
         .await?;
-    let row = db
-        .query_one(
+    let pids: Vec<&str> = batch
+        .iter()
+        .map(|m| m.provider_message_id.as_str())
+        .collect();
+    let instances: Vec<&str> = batch.iter().map(|m| m.instance.as_str()).collect();
+    let contacts: Vec<&str> = batch.iter().map(|m| m.contact.as_str()).collect();
+    let directions: Vec<&str> = batch.iter().map(|m| m.direction.as_str()).collect();
+    let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+    let push_names: Vec<Option<&str>> = batch.iter().map(|m| m.push_name.as_deref()).collect();
+    let sent_at: Vec<i64> = batch.iter().map(|m| m.sent_at).collect();
+    let rows = db
+        .query(
             &stmt,
             &[
-                &m.provider_message_id.as_str(),
-                &m.instance,
-                &m.contact.as_str(),
-                &m.direction.as_str(),
-                &m.body,
-                &m.push_name,
-                &m.sent_at,
-                &nonce.as_str(),
+                &pids,
+                &instances,
+                &contacts,
+                &directions,
+                &bodies,
+                &push_names,
+                &sent_at,
             ],
         )
         .await?;
-    nonce.accept(row.get(0))?;
-    if let Some(id) = row.get::<_, Option<i64>>(1) {
-        return Ok(Inserted {
-            id,
-            state: row.get(2),
-            new: row.get(3),
-        });
+    // provider id -> (id, state, inserted by this statement)
+    let mut found: HashMap<String, (i64, String, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), true)))
+        .collect();
+    let missing: Vec<&str> = pids
+        .iter()
+        .copied()
+        .filter(|p| !found.contains_key(*p))
+        .collect();
+    if !missing.is_empty() {
+        // Already stored (a retry), possibly by a transaction that committed while this
+        // statement waited for it: a new statement sees it.
+        let existing = db
+            .query(
+                "SELECT provider_message_id, id, state FROM messages
+                  WHERE provider_message_id = ANY($1)",
+                &[&missing],
+            )
+            .await?;
+        for r in &existing {
+            found.insert(r.get(0), (r.get(1), r.get(2), false));
+        }
     }
-    // The conflicting row was inserted by a transaction we cannot see yet (READ COMMITTED
-    // snapshot taken before it committed): it exists, so this is not new.
-    let r = db
-        .query_opt(
-            "SELECT id, state FROM messages WHERE provider_message_id = $1",
-            &[&m.provider_message_id.as_str()],
-        )
-        .await?
-        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("conflicting message vanished")))?;
-    Ok(Inserted {
-        id: r.get(0),
-        state: r.get(1),
-        new: false,
-    })
+    let mut out = Vec::with_capacity(batch.len());
+    for pid in &pids {
+        let Some((id, state, inserted)) = found.get_mut(*pid) else {
+            return Err(ApiError::Unexpected(anyhow::anyhow!(
+                "conflicting message vanished"
+            )));
+        };
+        out.push(Inserted {
+            id: *id,
+            state: state.clone(),
+            new: *inserted,
+        });
+        // Two requests for one id in this batch share the inserted row: the first is new.
+        *inserted = false;
+    }
+    Ok(out)
 }
 
 /// Result of a claim attempt.
@@ -408,30 +443,63 @@ pub struct HistoryItem {
     pub state: String,
 }
 
-/// The most recent `limit` messages with a contact, oldest first (ready for a prompt).
-pub async fn history(db: &Client, contact: &Contact, limit: i64) -> ApiResult<Vec<HistoryItem>> {
+/// One history row serialised straight from the row's buffers (no owned strings).
+#[derive(Serialize)]
+struct HistoryRow<'a> {
+    provider_message_id: &'a str,
+    direction: &'a str,
+    body: &'a str,
+    sent_at: i64,
+    state: &'a str,
+}
+
+/// For each `(contact, limit)`, the most recent `limit` messages with that contact, oldest
+/// first (ready for a prompt), all in **one statement** (see [`crate::batch`]); for each
+/// request, in order, its messages as a JSON array of `{"provider_message_id","direction",
+/// "body","sent_at","state"}` ([`HistoryItem`]'s shape), written from the rows without
+/// copying their text into owned strings first.
+pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<Vec<u8>>> {
     let stmt = db
         .prepare_cached(
-            "SELECT provider_message_id, direction, body, sent_at, state FROM (
-                 SELECT provider_message_id, direction, body,
-                        extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
-                        messages.sent_at AS ts
-                   FROM messages WHERE contact = $1
-                  ORDER BY messages.sent_at DESC, id DESC LIMIT $2) recent
-             ORDER BY ts ASC, id ASC",
+            "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state
+               FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
+              CROSS JOIN LATERAL (
+                  SELECT provider_message_id, direction, body,
+                         extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
+                         messages.sent_at AS ts
+                    FROM messages WHERE contact = t.contact
+                   ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
+              ORDER BY t.i, r.ts ASC, r.id ASC",
         )
         .await?;
-    let rows = db.query(&stmt, &[&contact.as_str(), &limit]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| HistoryItem {
-            provider_message_id: r.get(0),
-            direction: r.get(1),
-            body: r.get(2),
-            sent_at: r.get(3),
-            state: r.get(4),
-        })
-        .collect())
+    let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+    let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
+    let rows = db.query(&stmt, &[&contacts, &limits]).await?;
+    let mut out: Vec<Vec<u8>> = batch.iter().map(|_| b"[".to_vec()).collect();
+    for r in &rows {
+        let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+        let Some(list) = out.get_mut(i) else {
+            return Err(ApiError::Unexpected(anyhow::anyhow!(
+                "history row for no request"
+            )));
+        };
+        if list.len() > 1 {
+            list.push(b',');
+        }
+        let row = HistoryRow {
+            provider_message_id: r.get(1),
+            direction: r.get(2),
+            body: r.get(3),
+            sent_at: r.get(4),
+            state: r.get(5),
+        };
+        serde_json::to_writer(&mut *list, &row)
+            .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?;
+    }
+    for list in &mut out {
+        list.push(b']');
+    }
+    Ok(out)
 }
 
 /// A user as returned to callers (never the hash).

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod batch;
 mod cli;
 mod health;
 mod ingest;

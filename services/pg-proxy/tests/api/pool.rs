@@ -87,7 +87,10 @@ async fn overflow_connections_open_under_load_and_close_when_idle() {
             .set("DB_POOL_MAX_SIZE", "2")
             .set("DB_POOL_MAX_OVERFLOW", "3")
             .set("DB_POOL_TIMEOUT", "20")
-            .set("DB_POOL_OVERFLOW_IDLE_SECS", "0.2"),
+            .set("DB_POOL_OVERFLOW_IDLE_SECS", "0.2")
+            // Enough statement slots that the five blocked inserts each hold a connection
+            // rather than queue for a shared statement (README "Batching").
+            .set("DB_BATCH_CONCURRENCY", "8"),
     )
     .await;
     let locker = lock_messages(&app).await;

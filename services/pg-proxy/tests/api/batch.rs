@@ -1,0 +1,150 @@
+//! Batching (README "Batching"): requests that queue while the statement slots are busy share
+//! one statement, and each still gets its own result; a row that fails the statement fails
+//! only its own request.
+
+use futures::future::join_all;
+use pg_proxy::batch::{Batcher, InsertMessages};
+use pg_proxy::domain::{Contact, Direction, MessageId};
+use pg_proxy::error::ApiError;
+use pg_proxy::pool::DbPool;
+use pg_proxy::store::NewMessage;
+use serde_json::Value;
+
+use crate::helpers::{message, serve_config, unix_now, Opts, TestApp};
+
+fn contact(i: usize) -> String {
+    format!("55119000000{i:02}@s.whatsapp.net")
+}
+
+async fn health(app: &TestApp) -> Value {
+    app.client
+        .get(app.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_and_reads_share_statements_and_each_gets_its_own_result() {
+    // One statement of each kind at a time: everything that arrives meanwhile is batched.
+    let app = TestApp::spawn_with(Opts::default().set("DB_BATCH_CONCURRENCY", "1")).await;
+    let t0 = unix_now() - 1000;
+    let inserts = (0..48).map(|i| {
+        let m = message(
+            &format!("B{i}"),
+            &contact(i % 4),
+            &format!("m{i}"),
+            t0 + i as i64,
+        );
+        app.call("POST", "/v1/messages", Some(m))
+    });
+    // Every id twice: exactly one of the pair is new, both see the same row.
+    let again = (0..48).map(|i| {
+        let m = message(
+            &format!("B{i}"),
+            &contact(i % 4),
+            &format!("m{i}"),
+            t0 + i as i64,
+        );
+        app.call("POST", "/v1/messages", Some(m))
+    });
+    let results = join_all(inserts.chain(again)).await;
+    for i in 0..48 {
+        let (a, b) = (&results[i], &results[i + 48]);
+        assert!(
+            [a.0, b.0].iter().all(|s| *s == 200 || *s == 201),
+            "{a:?} {b:?}"
+        );
+        assert_eq!(a.1["id"], b.1["id"], "B{i}");
+        let news = [a, b].iter().filter(|r| r.1["new"] == true).count();
+        assert_eq!(news, 1, "B{i}: {a:?} {b:?}");
+    }
+    let ids: std::collections::HashSet<String> =
+        results.iter().map(|r| r.1["id"].to_string()).collect();
+    assert_eq!(ids.len(), 48, "one row per provider id");
+
+    let paths: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "/v1/conversations/history?contact={}&limit={}",
+                contact(i % 4),
+                1 + i % 12
+            )
+        })
+        .collect();
+    let reads = paths.iter().map(|path| app.call("GET", path, None));
+    let pages = join_all(reads).await;
+    for (i, (status, page)) in pages.iter().enumerate() {
+        assert_eq!(*status, 200);
+        let c = i % 4;
+        let limit = 1 + i % 12;
+        assert_eq!(page["contact"], contact(c));
+        let bodies: Vec<&str> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap())
+            .collect();
+        // The contact's 12 messages are m{c}, m{c+4}, …; the page is the last `limit` of
+        // them, oldest first.
+        let all: Vec<String> = (0..12).map(|k| format!("m{}", c + 4 * k)).collect();
+        let want: Vec<&str> = all[12 - limit..].iter().map(String::as_str).collect();
+        assert_eq!(bodies, want, "read {i}");
+    }
+
+    let stats = health(&app).await["batching"].clone();
+    let (req, stm) = (
+        stats["insert_message"]["requests"].as_u64().unwrap(),
+        stats["insert_message"]["statements"].as_u64().unwrap(),
+    );
+    assert_eq!(req, 96);
+    assert!(stm < req, "inserts were not batched: {stats}");
+    let (req, stm) = (
+        stats["history"]["requests"].as_u64().unwrap(),
+        stats["history"]["statements"].as_u64().unwrap(),
+    );
+    assert_eq!(req, 40);
+    assert!(stm < req, "reads were not batched: {stats}");
+}
+
+fn new_message(id: &str, body: &str) -> NewMessage {
+    NewMessage {
+        provider_message_id: MessageId::parse(id).unwrap(),
+        instance: "kumon-main".into(),
+        contact: Contact::parse(&contact(1)).unwrap(),
+        direction: Direction::Inbound,
+        body: body.into(),
+        push_name: None,
+        sent_at: unix_now(),
+    }
+}
+
+// Current-thread runtime: the three submissions are queued before the dispatcher runs, so
+// they share one statement.
+#[tokio::test]
+async fn a_row_that_fails_the_statement_fails_only_its_own_request() {
+    let app = TestApp::spawn().await;
+    let cfg = serve_config(&app.db, &Opts::default());
+    let pool = DbPool::new(&cfg.database_url, cfg.pool.clone()).unwrap();
+    let batcher = Batcher::<InsertMessages>::start(pool, 1);
+    // Postgres text cannot hold NUL (the HTTP layer refuses control characters before this).
+    let results = join_all([
+        batcher.submit(new_message("OK1", "fine")),
+        batcher.submit(new_message("BAD", "nul \0 byte")),
+        batcher.submit(new_message("OK2", "fine too")),
+    ])
+    .await;
+    assert!(matches!(&results[0], Ok(i) if i.new), "{:?}", results[0]);
+    assert!(
+        matches!(&results[1], Err(ApiError::Unexpected(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(matches!(&results[2], Ok(i) if i.new), "{:?}", results[2]);
+    let stats = batcher.stats();
+    assert_eq!(stats.requests, 3);
+    assert_eq!(stats.statements, 4, "one batch, then each alone");
+}
