@@ -361,8 +361,8 @@ impl Budget {
         format!("{prefix}{}", now_ms / DAY_MS)
     }
 
-    /// Whether today's spend has reached the cap: an atomic read (`increment` by 0) of the
-    /// day's counter. With no cap, `false` without a store call. Concurrent calls may each
+    /// Whether today's spend has reached the cap: a read of the day's counter (which it does
+    /// not create). With no cap, `false` without a store call. Concurrent calls may each
     /// spend once past the cap: the guard bounds the overshoot to the calls in flight.
     pub async fn exhausted<K: KeyValue>(&self, kv: &K, now_ms: u64) -> Result<bool, PortError> {
         let Some(limit) = self.limit_micros else {
@@ -371,13 +371,7 @@ impl Budget {
         if limit == 0 {
             return Ok(true);
         }
-        let spent = crate::expiry::increment(
-            kv,
-            &Self::key(SPENT_PREFIX, now_ms),
-            0,
-            (now_ms / DAY_MS + 2) * DAY_MS,
-        )
-        .await?;
+        let spent = kv.counter(&Self::key(SPENT_PREFIX, now_ms)).await?;
         Ok(u64::try_from(spent).unwrap_or(0) >= limit)
     }
 
@@ -578,6 +572,10 @@ mod tests {
         let kv = MemoryKv::default();
         let now = 1_767_225_600_000;
         assert_eq!(block_on(budget.exhausted(&kv, now)), Ok(false));
+        assert!(
+            kv.is_empty(),
+            "the check created or registered the day's counter"
+        );
         let used = Completion {
             text: "x".into(),
             provider: "openai",

@@ -216,10 +216,8 @@ async fn login<P: Platform>(req: &Request, ctx: &Ctx<'_, P>) -> Result<Response,
     let user_key = format!("{FAILURE_PREFIX}u:{user_hash}:{window}");
     let ip_key = format!("{FAILURE_PREFIX}ip:{}:{window}", ctx.client);
     let expires = (window + 2) * limits.window_ms;
-    let (user_failures, ip_failures) = (
-        expiry::increment(kv, &user_key, 0, expires).await?,
-        expiry::increment(kv, &ip_key, 0, expires).await?,
-    );
+    // Reads that create nothing: most logins have no failures to count.
+    let (user_failures, ip_failures) = (kv.counter(&user_key).await?, kv.counter(&ip_key).await?);
     if user_failures >= limits.per_user || ip_failures >= limits.per_ip {
         ctx.event(Level::Warn, "login_locked_out", Map::new());
         return Err(Error::RateLimited { retry_after_s });

@@ -92,7 +92,7 @@ pub async fn sweep<K: KeyValue>(kv: &K, now_ms: u64) -> Result<usize, PortError>
     let mut swept = 0;
     let mut finished = 0;
     while bucket + 2 <= current && finished < BUCKETS_PER_SWEEP {
-        let registered = kv.increment(&count_key(bucket), 0, None).await?;
+        let registered = kv.counter(&count_key(bucket)).await?;
         let first = kv
             .increment(&next_key(bucket), SLOTS_PER_SWEEP, None)
             .await?
@@ -213,6 +213,9 @@ mod tests {
             }
             async fn increment(&self, k: &str, d: i64, at: Option<u64>) -> Result<i64, PortError> {
                 self.0.increment(k, d, at).await
+            }
+            async fn counter(&self, key: &str) -> Result<i64, PortError> {
+                self.0.counter(key).await
             }
         }
         let kv = Expiring(MemoryKv::default());

@@ -115,6 +115,25 @@ impl Envelope {
     }
 }
 
+/// The value of a counter as a store that implements `wasi:keyvalue/atomics` keeps it, read
+/// back with a plain `get`: Spin's SQLite store writes the `i64` as 8 little-endian bytes,
+/// its Redis store (`INCRBY`) as decimal text. Decimal is tried first: 8 ASCII digits read as
+/// little-endian would be a count above 3.4 × 10¹⁸, which no counter here reaches. `None` for
+/// bytes that are neither (not a counter).
+pub fn counter_from_bytes(bytes: &[u8]) -> Option<i64> {
+    let decimal = !bytes.is_empty()
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_digit() || (i == 0 && *b == b'-'));
+    if decimal {
+        if let Some(n) = std::str::from_utf8(bytes).ok().and_then(|t| t.parse().ok()) {
+            return Some(n);
+        }
+    }
+    <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
+}
+
 /// What a store that expires entries by alarm (the Durable Object) leaves armed after a sweep
 /// has deleted the expired entries, from what remains.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +164,23 @@ pub fn after_sweep(rows: i64, earliest_expiry_ms: Option<i64>, now_ms: i64) -> A
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counters_read_back_in_both_spin_encodings() {
+        // SQLite: 8 bytes little-endian.
+        assert_eq!(counter_from_bytes(&5i64.to_le_bytes()), Some(5));
+        assert_eq!(counter_from_bytes(&0i64.to_le_bytes()), Some(0));
+        assert_eq!(counter_from_bytes(&(-2i64).to_le_bytes()), Some(-2));
+        assert_eq!(counter_from_bytes(&300_000i64.to_le_bytes()), Some(300_000));
+        // Redis INCRBY: decimal text.
+        assert_eq!(counter_from_bytes(b"5"), Some(5));
+        assert_eq!(counter_from_bytes(b"12345678"), Some(12_345_678));
+        assert_eq!(counter_from_bytes(b"-3"), Some(-3));
+        // Neither.
+        assert_eq!(counter_from_bytes(b""), None);
+        assert_eq!(counter_from_bytes(b"abc"), None);
+        assert_eq!(counter_from_bytes(b"-"), None);
+    }
     #[test]
     fn a_counter_whose_expiry_moved_later_gets_a_new_alarm() {
         // Set at t=0 with expiry 1 000 (alarm at 1 000), incremented later with expiry 61 000:

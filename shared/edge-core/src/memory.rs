@@ -100,6 +100,13 @@ impl MemoryKv {
         keys
     }
 
+    /// The keys of the counters held, sorted.
+    pub fn counter_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.counters.borrow().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// Whether the store holds no keys at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -170,6 +177,16 @@ impl KeyValue for MemoryKv {
             entry.1 = expires_at_ms;
         }
         Ok(entry.0)
+    }
+
+    async fn counter(&self, key: &str) -> Result<i64, PortError> {
+        self.check_up()?;
+        kv::check_counter_key(key)?;
+        let now = self.clock.now_unix_ms();
+        Ok(match self.counters.borrow().get(key) {
+            Some((value, expires)) if !expires.is_some_and(|at| now >= at) => *value,
+            _ => 0,
+        })
     }
 }
 
@@ -395,6 +412,26 @@ mod tests {
         assert_eq!(block_on(kv.increment("ctr:x", 2, None)), Ok(3));
         block_on(kv.delete("ctr:x")).unwrap_or_default();
         assert_eq!(block_on(kv.increment("ctr:x", 1, None)), Ok(1));
+    }
+
+    #[test]
+    fn reading_a_counter_never_creates_it() {
+        let clock = FixedClock::at(1_000);
+        let kv = MemoryKv::with_clock(clock.clone());
+        assert_eq!(block_on(kv.counter("ctr:x")), Ok(0));
+        assert!(kv.is_empty(), "a read of an absent counter created it");
+        assert_eq!(block_on(kv.increment("ctr:x", 4, Some(2_000))), Ok(4));
+        assert_eq!(block_on(kv.counter("ctr:x")), Ok(4));
+        clock.advance(1_000);
+        assert_eq!(
+            block_on(kv.counter("ctr:x")),
+            Ok(0),
+            "expired counters read 0"
+        );
+        assert!(matches!(
+            block_on(kv.counter("sess:x")),
+            Err(PortError::Contract(_))
+        ));
     }
 
     #[test]

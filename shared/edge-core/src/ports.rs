@@ -77,6 +77,10 @@ pub trait KeyValue {
         delta: i64,
         expires_at_ms: Option<u64>,
     ) -> Result<i64, PortError>;
+    /// The value of the counter `key`: 0 when it does not exist or has expired. A read only:
+    /// unlike `increment(key, 0, ..)` it never creates the counter, so reading a counter that
+    /// no request has raised leaves nothing to expire or sweep.
+    async fn counter(&self, key: &str) -> Result<i64, PortError>;
 }
 
 /// Configuration variables and secrets.

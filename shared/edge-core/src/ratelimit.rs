@@ -417,6 +417,9 @@ mod tests {
             }
             self.kv.increment(key, delta, at).await
         }
+        async fn counter(&self, key: &str) -> Result<i64, PortError> {
+            self.kv.counter(key).await
+        }
     }
 
     fn leased(

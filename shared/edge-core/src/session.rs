@@ -360,7 +360,7 @@ pub fn generation_key(sub: &str) -> String {
 
 /// The user's current session generation (0 when never raised).
 pub async fn generation<K: KeyValue>(kv: &K, sub: &str) -> Result<i64, Error> {
-    Ok(kv.increment(&generation_key(sub), 0, None).await?)
+    Ok(kv.counter(&generation_key(sub)).await?)
 }
 
 /// Raises the user's generation to at least `at_least` (the proxy's durable value) and

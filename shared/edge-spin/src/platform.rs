@@ -120,6 +120,16 @@ impl KeyValue for SpinKv {
         // No expiry in Spin's store: `edge_core::expiry` indexes and sweeps counters.
         atomics::increment(self.bucket()?, key, delta).map_err(|e| unavailable("increment", e))
     }
+
+    async fn counter(&self, key: &str) -> Result<i64, PortError> {
+        kv::check_counter_key(key)?;
+        // A plain read of the atomics' value: `increment(key, 0)` would create the counter.
+        match self.store()?.get(key).map_err(|e| unavailable("get", e))? {
+            None => Ok(0),
+            Some(bytes) => kv::counter_from_bytes(&bytes)
+                .ok_or_else(|| PortError::Unavailable("stored counter is not an integer".into())),
+        }
+    }
 }
 
 /// Spin variables. Core names are lower snake case, which is what Spin requires.

@@ -135,6 +135,24 @@ impl KeyValue for DoKv {
             .parse()
             .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
     }
+
+    async fn counter(&self, key: &str) -> Result<i64, PortError> {
+        kv::check_counter_key(key)?;
+        let mut resp = self
+            .call(key, worker::Method::Get, "/counter", &[], None)
+            .await?;
+        if resp.status_code() == 404 {
+            // The route answers 200 with 0 for an absent counter: 404 is a store Worker
+            // older than this one (deploy `store` first).
+            return Err(PortError::Unavailable(
+                "durable object has no counter read (deploy the store worker)".into(),
+            ));
+        }
+        let text = resp.text().await.map_err(|e| unavailable("body", e))?;
+        text.trim()
+            .parse()
+            .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+    }
 }
 
 #[cfg(feature = "do-host")]
@@ -169,6 +187,22 @@ mod host {
                 None,
             )?;
             Ok(sql)
+        }
+
+        /// The instance's SQL storage if it holds the table, without creating it: a read of an
+        /// absent key must leave no storage behind (an instance with a table but no rows and
+        /// no alarm would be kept forever).
+        fn sql_existing(&self) -> Result<Option<SqlStorage>> {
+            let sql = self.state.storage().sql();
+            let exists = sql
+                .exec(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kv'",
+                    None,
+                )?
+                .raw()
+                .next()
+                .is_some();
+            Ok(exists.then_some(sql))
         }
 
         /// Deletes expired rows; when nothing is left, deletes all storage so the instance
@@ -217,9 +251,12 @@ mod host {
             let Some(key) = req.headers().get(KEY)? else {
                 return Response::error("missing key", 400);
             };
-            let sql = self.sql()?;
             match (req.method(), req.path().as_str()) {
                 (Method::Get, "/value") => {
+                    // Reads create nothing (see `sql_existing`).
+                    let Some(sql) = self.sql_existing()? else {
+                        return Response::error("absent", 404);
+                    };
                     let row = sql
                         .exec(
                             "SELECT v, expires_at FROM kv WHERE k = ? AND v IS NOT NULL",
@@ -243,6 +280,7 @@ mod host {
                     }
                 }
                 (Method::Put, "/value") => {
+                    let sql = self.sql()?;
                     let expires_at = match req.headers().get(EXPIRES_AT)? {
                         Some(at) => Some(at.parse::<i64>().map_err(|e| e.to_string())?),
                         None => None,
@@ -267,6 +305,7 @@ mod host {
                     Ok(Response::empty()?.with_status(204))
                 }
                 (Method::Delete, "/value") => {
+                    let sql = self.sql()?;
                     sql.exec(
                         "DELETE FROM kv WHERE k = ?",
                         vec![SqlStorageValue::from(key)],
@@ -274,7 +313,27 @@ mod host {
                     self.sweep().await?;
                     Ok(Response::empty()?.with_status(204))
                 }
+                (Method::Get, "/counter") => {
+                    // A read that creates nothing: absent or expired reads 0.
+                    let Some(sql) = self.sql_existing()? else {
+                        return Response::ok("0");
+                    };
+                    let row = sql
+                        .exec(
+                            "SELECT n FROM kv WHERE k = ? AND n IS NOT NULL \
+                             AND (expires_at IS NULL OR expires_at > ?)",
+                            vec![SqlStorageValue::from(key), SqlStorageValue::from(now_ms())],
+                        )?
+                        .raw()
+                        .next()
+                        .transpose()?;
+                    match row.and_then(|r| r.into_iter().next()) {
+                        Some(SqlStorageValue::Integer(n)) => Response::ok(n.to_string()),
+                        _ => Response::ok("0"),
+                    }
+                }
                 (Method::Post, "/counter") => {
+                    let sql = self.sql()?;
                     let delta: i64 = req
                         .headers()
                         .get(DELTA)?

@@ -87,6 +87,10 @@ impl Function for KvProbe {
                     Err(resp) => resp,
                 })
             }
+            (Method::GET, "/__kv/counter") => Ok(match port_result(kv.counter(&key).await)? {
+                Ok(n) => respond::json(StatusCode::OK, &serde_json::json!({ "value": n })),
+                Err(resp) => resp,
+            }),
             _ => Err(Error::NotFound),
         }
     }

@@ -258,6 +258,20 @@ fn the_sixth_bad_password_is_429_without_asking_the_proxy() {
 }
 
 #[test]
+fn a_login_without_failures_creates_no_failure_counter() {
+    let p = platform();
+    login_ok(&p);
+    let counters = p.kv.counter_keys();
+    assert!(
+        !counters
+            .iter()
+            .any(|k| k.starts_with(FAILURE_PREFIX) || k.starts_with("ctr:exp:")),
+        "reading the failure counters created or registered them: {counters:?}"
+    );
+    assert!(p.kv.value_keys().iter().all(|k| !k.starts_with("exp:")));
+}
+
+#[test]
 fn a_successful_login_resets_the_username_counter() {
     let p = platform();
     for _ in 0..4 {
