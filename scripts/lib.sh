@@ -51,23 +51,39 @@ crate_of() { echo "fn-$1"; }
 # A TCP port on 127.0.0.1 that nothing listens on right now. Picked at random below the
 # kernel's ephemeral range (32768+ on Linux), where the outbound connections of everything
 # else running cannot take it between this check and our server's bind (seen: workerd
-# failing with "Address already in use" when ports came from bind(0)).
+# failing with "Address already in use" when ports came from bind(0)). Ports handed out
+# recently are never handed out again: servers bind theirs only seconds later, so two picks
+# in one start-up could collide (seen: two wrangler workers given the same port). The ledger
+# is one file per user, locked, shared by concurrent runs; it keeps the last 2000 ports.
 free_port() {
   python3 -c '
-import random, socket
-for _ in range(500):
-    p = random.randrange(10000, 32000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-else:
-    raise SystemExit("no free port in 10000-32000")
+import fcntl, os, random, socket
+ledger = os.environ.get("FREE_PORT_LEDGER") or "/tmp/assistant-edge-ports-%d" % os.getuid()
+with open(ledger, "a+") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    recent = f.read().split()[-2000:]
+    taken = set(recent)
+    for _ in range(500):
+        p = random.randrange(10000, 32000)
+        if str(p) in taken:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        if len(recent) >= 2000:
+            f.seek(0)
+            f.truncate()
+            f.write("".join(x + "\n" for x in recent[-1000:]))
+        f.write("%d\n" % p)
+        print(p)
+        break
+    else:
+        raise SystemExit("no free port in 10000-32000")
 '
 }
 
