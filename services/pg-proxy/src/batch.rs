@@ -8,10 +8,11 @@
 //! statements mean; this proxy's API is narrow enough that it can.
 //!
 //! A [`Batcher`] runs at most `concurrency` statements of its kind at a time
-//! (DB_BATCH_CONCURRENCY). A request that finds a slot free runs at once, alone: no timer, so
-//! nothing is added to latency when the service is quiet. Requests that arrive while every
-//! slot is busy wait in the batcher's queue, and the next slot that frees up takes all of them
-//! (at most [`MAX_BATCH`]) into one statement. The busier the database, the larger the
+//! (DB_BATCH_CONCURRENCY). A request that finds a slot free runs at once (together with any
+//! that arrived in the same instant): no timer, so nothing is added to latency when the
+//! service is quiet. Requests that arrive while every slot is busy wait in the batcher's
+//! queue, and the next slot that frees up takes all of them (at most [`MAX_BATCH`]) into one
+//! statement. The busier the database, the larger the
 //! batches, which is when batching pays.
 //!
 //! Semantics stay those of one statement per request: each request gets its own result or
@@ -177,6 +178,11 @@ fn copy(e: &ApiError) -> ApiError {
     }
 }
 
+/// `e` for each of `n` requests.
+fn fail_all<T>(n: usize, e: &ApiError) -> Vec<ApiResult<T>> {
+    (0..n).map(|_| Err(copy(e))).collect()
+}
+
 async fn dispatch<J: Job>(
     mut rx: mpsc::UnboundedReceiver<Pending<J>>,
     pool: DbPool,
@@ -214,10 +220,8 @@ async fn run_batch<J: Job>(pool: &DbPool, batch: Vec<Pending<J>>, counters: &Cou
     let db = match pool.inner().get().await {
         Ok(db) => db,
         Err(e) => {
-            let e = ApiError::from(e);
-            for reply in replies {
-                let _ = reply.send(Err(copy(&e)));
-            }
+            let results = fail_all(replies.len(), &ApiError::from(e));
+            answer(replies, results);
             return;
         }
     };
@@ -231,10 +235,10 @@ async fn run_batch<J: Job>(pool: &DbPool, batch: Vec<Pending<J>>, counters: &Cou
                     outputs.len(),
                     inputs.len()
                 ));
-                inputs.iter().map(|_| Err(copy(&e))).collect()
+                fail_all(inputs.len(), &e)
             }
             // The connection or the database is gone: every request would fail alike.
-            Err(e @ ApiError::Unavailable { .. }) => inputs.iter().map(|_| Err(copy(&e))).collect(),
+            Err(e @ ApiError::Unavailable { .. }) => fail_all(inputs.len(), &e),
             Err(e) if inputs.len() == 1 => vec![Err(e)],
             // One request's row may have failed the statement: each on its own.
             Err(_) => {
@@ -253,6 +257,10 @@ async fn run_batch<J: Job>(pool: &DbPool, batch: Vec<Pending<J>>, counters: &Cou
             }
         };
     drop(db);
+    answer(replies, results);
+}
+
+fn answer<T>(replies: Vec<oneshot::Sender<ApiResult<T>>>, results: Vec<ApiResult<T>>) {
     for (reply, result) in replies.into_iter().zip(results) {
         // A request whose caller went away: nothing to answer.
         let _ = reply.send(result);
