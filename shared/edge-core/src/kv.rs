@@ -164,23 +164,6 @@ pub fn after_sweep(rows: i64, earliest_expiry_ms: Option<i64>, now_ms: i64) -> A
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn counters_read_back_in_both_spin_encodings() {
-        // SQLite: 8 bytes little-endian.
-        assert_eq!(counter_from_bytes(&5i64.to_le_bytes()), Some(5));
-        assert_eq!(counter_from_bytes(&0i64.to_le_bytes()), Some(0));
-        assert_eq!(counter_from_bytes(&(-2i64).to_le_bytes()), Some(-2));
-        assert_eq!(counter_from_bytes(&300_000i64.to_le_bytes()), Some(300_000));
-        // Redis INCRBY: decimal text.
-        assert_eq!(counter_from_bytes(b"5"), Some(5));
-        assert_eq!(counter_from_bytes(b"12345678"), Some(12_345_678));
-        assert_eq!(counter_from_bytes(b"-3"), Some(-3));
-        // Neither.
-        assert_eq!(counter_from_bytes(b""), None);
-        assert_eq!(counter_from_bytes(b"abc"), None);
-        assert_eq!(counter_from_bytes(b"-"), None);
-    }
     #[test]
     fn a_counter_whose_expiry_moved_later_gets_a_new_alarm() {
         // Set at t=0 with expiry 1 000 (alarm at 1 000), incremented later with expiry 61 000:
@@ -203,6 +186,23 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn counters_read_back_in_both_spin_encodings() {
+        // SQLite: 8 bytes little-endian.
+        assert_eq!(counter_from_bytes(&5i64.to_le_bytes()), Some(5));
+        assert_eq!(counter_from_bytes(&0i64.to_le_bytes()), Some(0));
+        assert_eq!(counter_from_bytes(&(-2i64).to_le_bytes()), Some(-2));
+        assert_eq!(counter_from_bytes(&300_000i64.to_le_bytes()), Some(300_000));
+        // Redis INCRBY: decimal text.
+        assert_eq!(counter_from_bytes(b"5"), Some(5));
+        assert_eq!(counter_from_bytes(b"12345678"), Some(12_345_678));
+        assert_eq!(counter_from_bytes(b"-3"), Some(-3));
+        // Neither.
+        assert_eq!(counter_from_bytes(b""), None);
+        assert_eq!(counter_from_bytes(b"abc"), None);
+        assert_eq!(counter_from_bytes(b"-"), None);
+    }
 
     #[test]
     fn envelope_round_trips_with_and_without_expiry() {

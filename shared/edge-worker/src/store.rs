@@ -74,6 +74,14 @@ impl DoKv {
     }
 }
 
+/// A counter route's answer: the integer in its body.
+async fn integer(resp: &mut worker::Response) -> Result<i64, PortError> {
+    let text = resp.text().await.map_err(|e| unavailable("body", e))?;
+    text.trim()
+        .parse()
+        .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+}
+
 impl KeyValue for DoKv {
     // Each counter's Durable Object deletes it at expiry with an alarm.
     const EXPIRES_COUNTERS: bool = true;
@@ -130,10 +138,7 @@ impl KeyValue for DoKv {
         let mut resp = self
             .call(key, worker::Method::Post, "/counter", &headers, None)
             .await?;
-        let text = resp.text().await.map_err(|e| unavailable("body", e))?;
-        text.trim()
-            .parse()
-            .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+        integer(&mut resp).await
     }
 
     async fn counter(&self, key: &str) -> Result<i64, PortError> {
@@ -148,10 +153,7 @@ impl KeyValue for DoKv {
                 "durable object has no counter read (deploy the store worker)".into(),
             ));
         }
-        let text = resp.text().await.map_err(|e| unavailable("body", e))?;
-        text.trim()
-            .parse()
-            .map_err(|_| PortError::Unavailable("durable object sent a non-integer".into()))
+        integer(&mut resp).await
     }
 }
 
