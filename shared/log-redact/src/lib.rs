@@ -18,6 +18,7 @@
 //! Hand-written scanning rather than a regex engine keeps every wasm artifact small. Callers
 //! never log bodies or headers; this pass is the net under that rule.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use base64::Engine;
@@ -38,7 +39,64 @@ const KEY_PREFIXES: &[(&str, usize)] = &[("sk-", 16), ("gsk_", 20), ("AIza", 20)
 #[derive(Default)]
 pub struct Redactor {
     secrets: Vec<String>,
-    needles: OnceLock<Vec<String>>,
+    needles: OnceLock<Needles>,
+}
+
+/// Every encoded form of every secret, longest first, and a filter that answers "can any of
+/// them occur in this line?" in one pass over the line: almost no line holds a secret, and
+/// searching each of dozens of forms separately was most of the redaction's cost.
+#[derive(Clone, Default)]
+struct Needles {
+    list: Vec<String>,
+    /// The first [`MIN_SECRET_LEN`] bytes of each form, as a number.
+    heads: Vec<u64>,
+    /// One bit per hash of a head: most windows of a line are rejected here.
+    bloom: Vec<u64>,
+}
+
+const BLOOM_BITS: usize = 4096;
+
+impl Needles {
+    fn new(list: Vec<String>) -> Self {
+        // Unsorted: only a window that passes the bloom filter is looked up, which is rare.
+        let heads: Vec<u64> = list.iter().map(|n| head(n.as_bytes())).collect();
+        let mut bloom = vec![0u64; BLOOM_BITS / 64];
+        for &h in &heads {
+            let bit = bloom_bit(h);
+            bloom[bit / 64] |= 1 << (bit % 64);
+        }
+        Self { list, heads, bloom }
+    }
+
+    /// Whether some form may occur in `line`: false only when none can.
+    fn may_occur(&self, line: &str) -> bool {
+        // The last MIN_SECRET_LEN bytes as one number, rolled forward byte by byte.
+        const MASK_BITS: u64 = (1 << (8 * MIN_SECRET_LEN)) - 1;
+        let mut window = 0u64;
+        for (i, &b) in line.as_bytes().iter().enumerate() {
+            window = ((window << 8) | u64::from(b)) & MASK_BITS;
+            if i + 1 >= MIN_SECRET_LEN {
+                let bit = bloom_bit(window);
+                if self.bloom[bit / 64] & (1 << (bit % 64)) != 0 && self.heads.contains(&window) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// The first [`MIN_SECRET_LEN`] bytes (every form is at least that long) as one number.
+fn head(bytes: &[u8]) -> u64 {
+    bytes[..MIN_SECRET_LEN]
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+#[inline(always)]
+fn bloom_bit(head: u64) -> usize {
+    // Fibonacci hashing: the top bits of the product spread neighbouring heads apart.
+    (head.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % BLOOM_BITS
 }
 
 /// Never prints a secret: only how many there are.
@@ -73,7 +131,7 @@ impl Redactor {
         }
     }
 
-    fn needles(&self) -> &[String] {
+    fn needles(&self) -> &Needles {
         self.needles.get_or_init(|| {
             let mut needles = Vec::new();
             for s in &self.secrets {
@@ -87,33 +145,90 @@ impl Redactor {
             // Longest first, so a longer form is masked before a shorter one inside it.
             needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
             needles.dedup();
-            needles
+            Needles::new(needles)
         })
     }
 
     /// `line` with every form of every secret, key shapes, secret-named fields and URL
     /// passwords masked.
     pub fn redact(&self, line: &str) -> String {
-        let mut out = line.to_owned();
         if !self.secrets.is_empty() {
-            for n in self.needles() {
-                if out.contains(n.as_str()) {
-                    out = out.replace(n.as_str(), MASK);
+            let needles = self.needles();
+            if needles.may_occur(line) {
+                let mut out = line.to_owned();
+                for n in &needles.list {
+                    if out.contains(n.as_str()) {
+                        out = out.replace(n.as_str(), MASK);
+                    }
                 }
+                return redact_shapes(&out);
             }
         }
-        redact_shapes(&out)
+        redact_shapes(line)
     }
 }
 
 /// Passes 2–4 only (no configured secrets).
 pub fn redact_shapes(line: &str) -> String {
-    let mut out = line.to_owned();
-    for (prefix, min) in KEY_PREFIXES {
-        out = mask_after(&out, prefix, *min, false);
+    shapes(line).into_owned()
+}
+
+/// Passes 2–4; a pass that finds nothing to mask copies nothing, and one look at each byte
+/// first tells which passes can find anything at all.
+fn shapes(line: &str) -> Cow<'_, str> {
+    let b = line.as_bytes();
+    let (mut keys, mut bearer, mut url, mut fields) = (false, false, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        let rest = &b[i..];
+        match c {
+            b's' | b'g' | b'A' | b'x' => {
+                keys |= KEY_PREFIXES
+                    .iter()
+                    .any(|(prefix, _)| starts_with(rest, prefix.as_bytes()));
+            }
+            b'b' | b'B' => {
+                bearer |= rest.len() >= 7
+                    && (rest[1] | 0x20) == b'e'
+                    && rest[..7].eq_ignore_ascii_case(b"bearer ");
+            }
+            b':' => {
+                fields = true;
+                url |= starts_with(rest, b"://");
+            }
+            b'=' => fields = true,
+            _ => {}
+        }
     }
-    out = mask_after(&out, "bearer ", 1, true);
-    mask_url_passwords(&mask_secret_fields(&out))
+    let mut out = Cow::Borrowed(line);
+    if keys {
+        for (prefix, min) in KEY_PREFIXES {
+            if let Some(masked) = mask_after(&out, prefix, *min, false) {
+                out = Cow::Owned(masked);
+            }
+        }
+    }
+    if bearer {
+        if let Some(masked) = mask_after(&out, "bearer ", 1, true) {
+            out = Cow::Owned(masked);
+        }
+    }
+    if fields {
+        if let Some(masked) = mask_secret_fields(&out) {
+            out = Cow::Owned(masked);
+        }
+    }
+    if url {
+        if let Some(masked) = mask_url_passwords(&out) {
+            out = Cow::Owned(masked);
+        }
+    }
+    out
+}
+
+/// `bytes.starts_with(prefix)` for the few bytes of a prefix, without a call to `memcmp`.
+#[inline(always)]
+fn starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes.len() >= prefix.len() && bytes.iter().zip(prefix).all(|(a, b)| a == b)
 }
 
 /// `s` as it appears inside a JSON string (without the quotes).
@@ -191,22 +306,32 @@ fn base64_cores(secret: &[u8]) -> Vec<String> {
     out
 }
 
+#[inline(always)]
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
 }
 
-/// Masks the token following each occurrence of `prefix` when it is at least `min` long.
-fn mask_after(text: &str, prefix: &str, min: usize, ignore_case: bool) -> String {
-    let hay = if ignore_case {
-        text.to_ascii_lowercase()
+/// Where `prefix` (lower case when `ignore_case`) next occurs in `text` from `pos` on.
+fn find_from(text: &str, pos: usize, prefix: &str, ignore_case: bool) -> Option<usize> {
+    if ignore_case {
+        text.as_bytes()[pos..]
+            .windows(prefix.len())
+            .position(|w| w.eq_ignore_ascii_case(prefix.as_bytes()))
+            .map(|i| pos + i)
     } else {
-        text.to_owned()
-    };
+        text[pos..].find(prefix).map(|i| pos + i)
+    }
+}
+
+/// Masks the token following each occurrence of `prefix` when it is at least `min` long;
+/// `None` when `prefix` does not occur.
+fn mask_after(text: &str, prefix: &str, min: usize, ignore_case: bool) -> Option<String> {
     let bytes = text.as_bytes();
+    let mut found = find_from(text, 0, prefix, ignore_case)?;
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
-    while let Some(found) = hay[pos..].find(prefix) {
-        let start = pos + found;
+    loop {
+        let start = found;
         let token_start = start + prefix.len();
         let mut end = token_start;
         while end < bytes.len() && is_token_byte(bytes[end]) {
@@ -219,9 +344,13 @@ fn mask_after(text: &str, prefix: &str, min: usize, ignore_case: bool) -> String
             out.push_str(&text[token_start..end]);
         }
         pos = end;
+        match find_from(text, pos, prefix, ignore_case) {
+            Some(next) => found = next,
+            None => break,
+        }
     }
     out.push_str(&text[pos..]);
-    out
+    Some(out)
 }
 
 /// Words that make a field secret, as a whole part of its name (split at `_`, `-`, `.`) or as
@@ -241,20 +370,39 @@ const SECRET_WORDS: &[&str] = &[
 /// Two-part names (`api_key`, `private-key`).
 const SECRET_PAIRS: &[(&str, &str)] = &[("api", "key"), ("private", "key")];
 
+#[inline(always)]
 fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
 fn is_secret_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    if SECRET_WORDS.iter().any(|w| lower.ends_with(w)) {
+    let key = key.as_bytes();
+    // Lengths first: most comparisons end there without a call.
+    let is = |part: &[u8], word: &str| {
+        part.len() == word.len() && part.eq_ignore_ascii_case(word.as_bytes())
+    };
+    if SECRET_WORDS
+        .iter()
+        .any(|w| key.len() >= w.len() && is(&key[key.len() - w.len()..], w))
+    {
         return true;
     }
-    let parts: Vec<&str> = lower.split(['_', '-', '.']).collect();
-    parts.iter().any(|p| SECRET_WORDS.contains(p))
-        || parts
-            .windows(2)
-            .any(|w| SECRET_PAIRS.iter().any(|(a, b)| w[0] == *a && w[1] == *b))
+    let mut previous: Option<&[u8]> = None;
+    for part in key.split(|&b| matches!(b, b'_' | b'-' | b'.')) {
+        if SECRET_WORDS.iter().any(|w| is(part, w)) {
+            return true;
+        }
+        if let Some(before) = previous {
+            if SECRET_PAIRS
+                .iter()
+                .any(|(a, b)| is(before, a) && is(part, b))
+            {
+                return true;
+            }
+        }
+        previous = Some(part);
+    }
+    false
 }
 
 /// Number of backslashes directly before `i`.
@@ -317,8 +465,8 @@ fn value_span(b: &[u8], start: usize) -> (usize, usize) {
 }
 
 /// Masks the value of every secret-named field: `"password":"…"`, `password=…`,
-/// `Authorization: …`, also inside escaped JSON strings.
-fn mask_secret_fields(text: &str) -> String {
+/// `Authorization: …`, also inside escaped JSON strings; `None` when there is none.
+fn mask_secret_fields(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -358,12 +506,18 @@ fn mask_secret_fields(text: &str) -> String {
         }
         i = to.max(j);
     }
+    if copied == 0 {
+        return None;
+    }
     out.push_str(&text[copied..]);
-    out
+    Some(out)
 }
 
-/// `postgres://user:pw@host` → `postgres://user:[redacted]@host`.
-fn mask_url_passwords(text: &str) -> String {
+/// `postgres://user:pw@host` → `postgres://user:[redacted]@host`; `None` without a URL.
+fn mask_url_passwords(text: &str) -> Option<String> {
+    if !text.contains("://") {
+        return None;
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
@@ -385,7 +539,7 @@ fn mask_url_passwords(text: &str) -> String {
         rest = &tail[end..];
     }
     out.push_str(rest);
-    out
+    Some(out)
 }
 
 #[cfg(test)]

@@ -1,5 +1,14 @@
 use super::*;
 
+/// The passes as text in, text out (they answer `None` when they change nothing).
+fn mask_secret_fields(text: &str) -> String {
+    super::mask_secret_fields(text).unwrap_or_else(|| text.to_owned())
+}
+
+fn mask_url_passwords(text: &str) -> String {
+    super::mask_url_passwords(text).unwrap_or_else(|| text.to_owned())
+}
+
 fn redactor(secrets: &[&str]) -> Redactor {
     Redactor::new(secrets.iter().copied())
 }
@@ -189,7 +198,7 @@ fn the_encoded_forms_are_built_once_and_only_when_a_line_is_redacted() {
     let r = redactor(&["configured-secret-value-123"]);
     assert!(r.needles.get().is_none());
     r.redact("x");
-    let n = r.needles.get().map(Vec::len).unwrap_or(0);
+    let n = r.needles.get().map(|n| n.list.len()).unwrap_or(0);
     // As written, two escapes (deduplicated: no quotes), three percent forms (two equal),
     // base64 cores.
     assert!(n >= 4, "{n}");
@@ -200,4 +209,57 @@ fn debug_never_prints_a_secret() {
     let shown = format!("{:?}", redactor(&["configured-secret-value-123"]));
     assert!(!shown.contains("configured"), "{shown}");
     assert!(shown.contains("secrets: 1"), "{shown}");
+}
+
+/// The redaction without the prefilter and the copy-free passes: every form searched on its
+/// own, every pass copying the line (what `redact` did before).
+fn reference(r: &Redactor, line: &str) -> String {
+    let mut out = line.to_owned();
+    for n in &r.needles().list {
+        out = out.replace(n.as_str(), MASK);
+    }
+    redact_shapes(&out)
+}
+
+#[test]
+fn the_prefilter_never_skips_a_form_the_full_search_masks() {
+    let secrets = [
+        "configured-secret-value-123",
+        "p\"w\\d with spaces & more",
+        "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c",
+    ];
+    let r = redactor(&secrets);
+    let forms = r.needles().list.clone();
+    assert!(forms.len() > 10, "{}", forms.len());
+    // A small deterministic generator: no test depends on a random seed.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let filler = r#"{"ts":1,"level":"info","fn":"login","msg":"x y","path":"/a?b=c"} "#;
+    for form in &forms {
+        for _ in 0..8 {
+            let cut = next(filler.len());
+            let line = format!("{}{}{}", &filler[..cut], form, &filler[cut..]);
+            assert_eq!(r.redact(&line), reference(&r, &line), "{line}");
+            assert!(!r.redact(&line).contains(form.as_str()), "{line}");
+        }
+    }
+    // Lines holding only a form's first bytes, or nothing: unchanged and equal to the reference.
+    for form in &forms {
+        let line = format!("{filler}{}", &form[..MIN_SECRET_LEN]);
+        assert_eq!(r.redact(&line), reference(&r, &line), "{line}");
+    }
+}
+
+#[test]
+fn an_ordinary_access_line_is_not_copied_by_the_shape_passes() {
+    let line = r#"{"ts":1767225600000,"level":"info","fn":"health","request_id":"0f3c","method":"GET","path":"/health","status":200,"duration_ms":0}"#;
+    assert!(matches!(shapes(line), std::borrow::Cow::Borrowed(_)));
+    assert!(!redactor(&["configured-secret-value-123"])
+        .needles()
+        .may_occur(line));
 }
