@@ -4,8 +4,10 @@
 //! trusted loopback proxy). Prints one JSON line: requests per second, p50 and p99 latency in
 //! ms, and the count of non-2xx answers.
 //!
-//! `load URL [--connections C] [--seconds S] [--warmup S] [--fresh] [--header 'K: V']...`;
-//! `--fresh` opens a new connection per request (latency without the keep-alive path).
+//! `load URL [--connections C] [--seconds S] [--warmup S] [--fresh] [--header 'K: V']...
+//! [--body-file F]`; `--fresh` opens a new connection per request (latency without the
+//! keep-alive path); `--body-file` POSTs the file's JSON instead of a GET, with every `{n}` in it
+//! replaced by a number no other request of the run gets (a new message id per delivery).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,6 +21,7 @@ struct Args {
     warmup: f64,
     fresh: bool,
     headers: String,
+    body: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -41,6 +44,7 @@ fn parse() -> Result<Args, String> {
         warmup: 2.0,
         fresh: false,
         headers: String::new(),
+        body: None,
     };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -49,6 +53,16 @@ fn parse() -> Result<Args, String> {
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--warmup" => a.warmup = value()?.parse().map_err(|e| format!("{e}"))?,
             "--fresh" => a.fresh = true,
+            "--body-file" => {
+                let file = value()?;
+                let body = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+                if !body.contains("{n}") {
+                    return Err(format!(
+                        "{file} has no {{n}}: every request would be the same"
+                    ));
+                }
+                a.body = Some(body);
+            }
             "--header" => {
                 let h = value()?;
                 if !h.contains(':') || h.contains('\r') || h.contains('\n') {
@@ -59,6 +73,9 @@ fn parse() -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if a.body.is_some() && a.connections > 100 {
+        return Err("--body-file allows at most 100 connections (two digits of {n})".into());
     }
     Ok(a)
 }
@@ -123,13 +140,30 @@ fn main() {
         .map(|i| {
             let (host, path, fresh) = (a.host.clone(), a.path.clone(), a.fresh);
             let extra = a.headers.clone();
+            let body = a.body.clone();
             std::thread::spawn(move || {
+                let method = if body.is_some() { "POST" } else { "GET" };
                 let head = format!(
-                    "GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 198.18.{}.{}\r\n{extra}{}\r\n",
+                    "{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 198.18.{}.{}\r\n{extra}{}",
                     i / 250,
                     i % 250 + 1,
                     if fresh { "Connection: close\r\n" } else { "" }
                 );
+                let mut seq = 0u64;
+                // The request: the head, then (POST) a body whose `{n}` is unique in the run:
+                // the mode (fresh or not), the connection and the request's sequence number.
+                let mut next = move || match &body {
+                    None => format!("{head}\r\n"),
+                    Some(template) => {
+                        seq += 1;
+                        let n = format!("{}{:02}{:07}", u8::from(fresh), i % 100, seq);
+                        let body = template.replace("{n}", &n);
+                        format!(
+                            "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                };
                 let mut lat: Vec<f64> = Vec::new();
                 let (mut non2xx, mut errors) = (0u64, 0u64);
                 let mut conn: Option<BufReader<TcpStream>> = None;
@@ -152,7 +186,7 @@ fn main() {
                         }
                     }
                     let Some(c) = conn.as_mut() else { continue };
-                    match request(c, head.as_bytes()) {
+                    match request(c, next().as_bytes()) {
                         Ok(status) => {
                             if now >= measure_from {
                                 lat.push(now.elapsed().as_secs_f64() * 1000.0);
