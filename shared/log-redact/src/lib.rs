@@ -31,6 +31,18 @@ const MIN_SECRET_LEN: usize = 6;
 
 /// Key prefixes whose following token is masked, with the shortest token that counts.
 const KEY_PREFIXES: &[(&str, usize)] = &[("sk-", 16), ("gsk_", 20), ("AIza", 20), ("xoxb-", 10)];
+/// The first byte of each of [`KEY_PREFIXES`]: where the look at each byte checks for one.
+const KEY_FIRST_BYTES: [u8; KEY_PREFIXES.len()] = {
+    let mut first = [0u8; KEY_PREFIXES.len()];
+    let mut i = 0;
+    while i < first.len() {
+        first[i] = KEY_PREFIXES[i].0.as_bytes()[0];
+        i += 1;
+    }
+    first
+};
+/// Whatever follows it is masked, in any case.
+const BEARER: &str = "bearer ";
 
 /// Masks configured secrets and secret-shaped text in log lines.
 ///
@@ -180,16 +192,16 @@ fn shapes(line: &str) -> Cow<'_, str> {
     let (mut keys, mut bearer, mut url, mut fields) = (false, false, false, false);
     for (i, &c) in b.iter().enumerate() {
         let rest = &b[i..];
+        if KEY_FIRST_BYTES.contains(&c) {
+            keys |= KEY_PREFIXES
+                .iter()
+                .any(|(prefix, _)| starts_with(rest, prefix.as_bytes()));
+        }
         match c {
-            b's' | b'g' | b'A' | b'x' => {
-                keys |= KEY_PREFIXES
-                    .iter()
-                    .any(|(prefix, _)| starts_with(rest, prefix.as_bytes()));
-            }
             b'b' | b'B' => {
-                bearer |= rest.len() >= 7
+                bearer |= rest.len() >= BEARER.len()
                     && (rest[1] | 0x20) == b'e'
-                    && rest[..7].eq_ignore_ascii_case(b"bearer ");
+                    && rest[..BEARER.len()].eq_ignore_ascii_case(BEARER.as_bytes());
             }
             b':' => {
                 fields = true;
@@ -208,7 +220,7 @@ fn shapes(line: &str) -> Cow<'_, str> {
         }
     }
     if bearer {
-        if let Some(masked) = mask_after(&out, "bearer ", 1, true) {
+        if let Some(masked) = mask_after(&out, BEARER, 1, true) {
             out = Cow::Owned(masked);
         }
     }
