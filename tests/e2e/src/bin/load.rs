@@ -149,20 +149,18 @@ fn main() {
                     i % 250 + 1,
                     if fresh { "Connection: close\r\n" } else { "" }
                 );
+                // A GET is the same every time, made once; a POST's body has an `{n}` unique
+                // in the run: the mode (fresh or not), the connection and the request's number.
+                let get = format!("{head}\r\n");
                 let mut seq = 0u64;
-                // The request: the head, then (POST) a body whose `{n}` is unique in the run:
-                // the mode (fresh or not), the connection and the request's sequence number.
-                let mut next = move || match &body {
-                    None => format!("{head}\r\n"),
-                    Some(template) => {
-                        seq += 1;
-                        let n = format!("{}{:02}{:07}", u8::from(fresh), i % 100, seq);
-                        let body = template.replace("{n}", &n);
-                        format!(
-                            "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
+                let mut post = move |template: &str| {
+                    seq += 1;
+                    let n = format!("{}{:02}{:07}", u8::from(fresh), i % 100, seq);
+                    let body = template.replace("{n}", &n);
+                    format!(
+                        "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
                 };
                 let mut lat: Vec<f64> = Vec::new();
                 let (mut non2xx, mut errors) = (0u64, 0u64);
@@ -186,7 +184,15 @@ fn main() {
                         }
                     }
                     let Some(c) = conn.as_mut() else { continue };
-                    match request(c, next().as_bytes()) {
+                    let posted;
+                    let sent = match &body {
+                        None => get.as_bytes(),
+                        Some(template) => {
+                            posted = post(template);
+                            posted.as_bytes()
+                        }
+                    };
+                    match request(c, sent) {
                         Ok(status) => {
                             if now >= measure_from {
                                 lat.push(now.elapsed().as_secs_f64() * 1000.0);
