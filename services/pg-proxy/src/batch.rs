@@ -12,8 +12,7 @@
 //! that arrived in the same instant): no timer, so nothing is added to latency when the
 //! service is quiet. Requests that arrive while every slot is busy wait in the batcher's
 //! queue, and the next slot that frees up takes all of them (at most [`MAX_BATCH`]) into one
-//! statement. The busier the database, the larger the
-//! batches, which is when batching pays.
+//! statement. The busier the database, the larger the batches, which is when batching pays.
 //!
 //! Semantics stay those of one statement per request: each request gets its own result or
 //! error. If a batch statement fails for a reason that is not a lost connection, its requests
