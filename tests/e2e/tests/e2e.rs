@@ -3,7 +3,7 @@
 //! case's name with the reason, never counted as passed. A runtime that fails to start fails
 //! every one of its cases.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -19,8 +19,37 @@ use libtest_mimic::{Arguments, Failed, Trial};
 mod webhook_cases;
 
 type Case = fn(&Runtime) -> Result<(), Failed>;
-/// One runtime instance, started by the first case that needs it.
-type Slot = Arc<Mutex<Option<Result<Runtime, String>>>>;
+
+/// One profile's runtime instance: started by the first of its cases that runs, stopped after
+/// the last one. (Kept to the end of the suite, every finished profile's instance, some ten
+/// processes each for wrangler, would stay up beside the next ones.)
+struct Instance {
+    runtime: Mutex<Option<Result<Runtime, String>>>,
+    /// Cases of the profile still to run; the instance stops when it reaches 0.
+    remaining: AtomicUsize,
+    /// Whether a case failed on it (its logs and state are then kept).
+    failed: AtomicBool,
+}
+
+impl Instance {
+    fn new(cases: usize) -> Self {
+        Self {
+            runtime: Mutex::new(None),
+            remaining: AtomicUsize::new(cases),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the runtime, if one runs, keeping its files when a case failed on it.
+    fn stop(&self, runtime: Option<Result<Runtime, String>>) {
+        if let Some(Ok(mut rt)) = runtime {
+            if self.failed.load(Ordering::SeqCst) {
+                rt.keep_files();
+            }
+            drop(rt);
+        }
+    }
+}
 
 /// The fake Sentry every `dev` instance reports to (`SENTRY_DSN` points at it).
 static SENTRY: OnceLock<Result<FakeServer, String>> = OnceLock::new();
@@ -1391,7 +1420,7 @@ fn main() {
     let args = Arguments::from_args();
     let wanted = std::env::var("E2E_RUNTIMES").unwrap_or_else(|_| "wrangler,spin".into());
     let mut trials = Vec::new();
-    let mut started: Vec<Slot> = Vec::new();
+    let mut started: Vec<Arc<Instance>> = Vec::new();
     for name in wanted.split(',').filter(|n| !n.trim().is_empty()) {
         let Some(kind) = Kind::parse(name) else {
             eprintln!("E2E_RUNTIMES: unknown runtime {name:?} (use wrangler, spin)");
@@ -1420,10 +1449,10 @@ fn main() {
                 }
                 continue;
             }
-            let slot: Slot = Arc::new(Mutex::new(None));
-            started.push(slot.clone());
+            let instance = Arc::new(Instance::new(profile.cases.len()));
+            started.push(instance.clone());
             for (case, run) in profile.cases {
-                let slot = slot.clone();
+                let instance = instance.clone();
                 let run = *run;
                 let vars = profile.vars;
                 let probe = profile.probe;
@@ -1434,7 +1463,10 @@ fn main() {
                 let name = format!("{}::{}::{case}", kind.name(), profile.name);
                 trials.push(Trial::test(name, move || {
                     // Cases of one profile run one at a time on one shared instance.
-                    let mut guard = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let mut guard = instance
+                        .runtime
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
                     let rt = guard.get_or_insert_with(|| {
                         let mut vars: Vec<(String, String)> = vars
                             .iter()
@@ -1477,10 +1509,17 @@ fn main() {
                         rt.proxy = proxy.map(Mutex::new);
                         Ok(rt)
                     });
-                    match rt {
+                    let outcome = match rt {
                         Ok(rt) => run(rt),
                         Err(why) => Err(format!("runtime failed to start: {why}").into()),
+                    };
+                    if outcome.is_err() {
+                        instance.failed.store(true, Ordering::SeqCst);
                     }
+                    if instance.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        instance.stop(guard.take());
+                    }
+                    outcome
                 }));
             }
         }
@@ -1491,18 +1530,19 @@ fn main() {
         ..args
     };
     let conclusion = libtest_mimic::run(&args, trials);
-    // Tear every runtime down before exiting, whatever the outcome.
-    for slot in started {
-        let runtime = slot
+    // Tear down what still runs (cases filtered out, or one that panicked), whatever the
+    // outcome.
+    for instance in started {
+        let runtime = instance
+            .runtime
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(Ok(mut rt)) = runtime {
-            if conclusion.has_failed() {
-                rt.keep_files();
-            }
-            drop(rt);
+        // A case that panicked left its instance up and unmarked.
+        if conclusion.has_failed() && instance.remaining.load(Ordering::SeqCst) > 0 {
+            instance.failed.store(true, Ordering::SeqCst);
         }
+        instance.stop(runtime);
     }
     conclusion.exit();
 }
