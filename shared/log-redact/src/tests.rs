@@ -194,14 +194,63 @@ fn ordinary_text_is_left_alone() {
 }
 
 #[test]
-fn the_encoded_forms_are_built_once_and_only_when_a_line_is_redacted() {
+fn the_full_forms_are_built_only_when_a_line_gets_past_the_filter() {
     let r = redactor(&["configured-secret-value-123"]);
-    assert!(r.needles.get().is_none());
-    r.redact("x");
-    let n = r.needles.get().map(|n| n.list.len()).unwrap_or(0);
+    assert!(r.filter.get().is_none() && r.forms.get().is_none());
+    assert_eq!(
+        r.redact(r#"{"path":"/health","status":200}"#),
+        r#"{"path":"/health","status":200}"#
+    );
+    assert!(r.filter.get().is_some());
+    assert!(r.forms.get().is_none(), "an ordinary line built every form");
+    assert_eq!(
+        r.redact("x configured-secret-value-123 y"),
+        "x [redacted] y"
+    );
+    let n = r.forms.get().map(Vec::len).unwrap_or(0);
     // As written, two escapes (deduplicated: no quotes), three percent forms (two equal),
     // base64 cores.
     assert!(n >= 4, "{n}");
+}
+
+/// Secrets of every length from the shortest kept up, with quotes, backslashes, spaces,
+/// control and multi-byte characters at every position.
+fn awkward_secrets() -> Vec<String> {
+    let parts = [
+        "a", "Z", "9", "\"", "\\", " ", "\n", "\u{1}", "é", "€", "𝄞", "/", "%", "+",
+    ];
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut out = Vec::new();
+    for len in MIN_SECRET_LEN..40 {
+        for _ in 0..12 {
+            let mut s = String::new();
+            while s.len() < len {
+                s.push_str(parts[next(parts.len())]);
+            }
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_filter_built_from_each_secrets_first_bytes_knows_the_head_of_every_full_form() {
+    for secret in awkward_secrets() {
+        let r = redactor(&[secret.as_str()]);
+        for form in r.forms() {
+            assert!(
+                r.filter().heads.contains(&head(form.as_bytes())),
+                "{secret:?}: the filter misses the head of {form:?}"
+            );
+            assert!(r.filter().may_occur(form), "{secret:?}: {form:?}");
+        }
+    }
 }
 
 #[test]
@@ -215,7 +264,7 @@ fn debug_never_prints_a_secret() {
 /// own, every pass copying the line (what `redact` did before).
 fn reference(r: &Redactor, line: &str) -> String {
     let mut out = line.to_owned();
-    for n in &r.needles().list {
+    for n in r.forms() {
         out = out.replace(n.as_str(), MASK);
     }
     redact_shapes(&out)
@@ -229,7 +278,7 @@ fn the_prefilter_never_skips_a_form_the_full_search_masks() {
         "c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c",
     ];
     let r = redactor(&secrets);
-    let forms = r.needles().list.clone();
+    let forms = r.forms().to_vec();
     assert!(forms.len() > 10, "{}", forms.len());
     // A small deterministic generator: no test depends on a random seed.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -260,6 +309,6 @@ fn an_ordinary_access_line_is_not_copied_by_the_shape_passes() {
     let line = r#"{"ts":1767225600000,"level":"info","fn":"health","request_id":"0f3c","method":"GET","path":"/health","status":200,"duration_ms":0}"#;
     assert!(matches!(shapes(line), std::borrow::Cow::Borrowed(_)));
     assert!(!redactor(&["configured-secret-value-123"])
-        .needles()
+        .filter()
         .may_occur(line));
 }
