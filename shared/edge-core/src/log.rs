@@ -4,7 +4,8 @@
 //! token); only the path. Everything goes through [`emit`], the single point where lines are
 //! written, so redaction applies to every line alike.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::ports::LogSink;
 
@@ -48,25 +49,41 @@ pub struct Access<'a> {
     pub duration_ms: u64,
 }
 
+/// The access line's fields, in the order of their names (the order a `serde_json::Map` keeps),
+/// written straight from borrowed values: no map, no owned keys.
+#[derive(Serialize)]
+struct AccessLine<'a> {
+    duration_ms: u64,
+    #[serde(rename = "fn")]
+    function: &'a str,
+    level: &'static str,
+    method: &'a str,
+    path: &'a str,
+    request_id: &'a str,
+    status: u16,
+    ts: String,
+}
+
 /// Writes the access line for one request.
 pub fn access(sink: &dyn LogSink, a: &Access<'_>) {
     let level = match a.status {
         500..=599 => Level::Error,
         _ => Level::Info,
     };
-    emit(
-        sink,
-        json!({
-            "ts": rfc3339_ms(a.ts_ms),
-            "level": level.as_str(),
-            "fn": a.function,
-            "request_id": a.request_id,
-            "method": a.method,
-            "path": a.path,
-            "status": a.status,
-            "duration_ms": a.duration_ms,
-        }),
-    );
+    let line = AccessLine {
+        duration_ms: a.duration_ms,
+        function: a.function,
+        level: level.as_str(),
+        method: a.method,
+        path: a.path,
+        request_id: a.request_id,
+        status: a.status,
+        ts: rfc3339_ms(a.ts_ms),
+    };
+    // Cannot fail: strings and integers only.
+    if let Ok(text) = serde_json::to_string(&line) {
+        emit(sink, &text);
+    }
 }
 
 /// Writes an event line: `event` is a stable slug, `fields` extra secret-free context.
@@ -86,12 +103,12 @@ pub fn event(
     line.insert("request_id".into(), request_id.into());
     line.insert("event".into(), event.into());
     line.extend(fields);
-    emit(sink, Value::Object(line));
+    emit(sink, &Value::Object(line).to_string());
 }
 
 /// The single point where lines leave the process.
-fn emit(sink: &dyn LogSink, line: Value) {
-    sink.write(&line.to_string());
+fn emit(sink: &dyn LogSink, line: &str) {
+    sink.write(line);
 }
 
 /// Formats unix milliseconds as RFC 3339 UTC with millisecond precision.
@@ -166,6 +183,30 @@ mod tests {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         assert_eq!(v["level"], "info");
+        // The same bytes, in the same key order, as the line built as a JSON map before.
+        assert_eq!(
+            lines[0],
+            r#"{"duration_ms":3,"fn":"health","level":"info","method":"GET","path":"/health","request_id":"r1","status":200,"ts":"1970-01-01T00:00:00.000Z"}"#
+        );
+    }
+
+    #[test]
+    fn access_line_fields_are_json_escaped() {
+        let log = MemoryLog::default();
+        access(
+            &log,
+            &Access {
+                ts_ms: 0,
+                function: "health",
+                request_id: "r1",
+                method: "GET",
+                path: "/a\"b\\c\n",
+                status: 200,
+                duration_ms: 0,
+            },
+        );
+        let v: Value = serde_json::from_str(&log.lines()[0]).unwrap_or_default();
+        assert_eq!(v["path"], "/a\"b\\c\n");
     }
 
     #[test]

@@ -305,6 +305,9 @@ pub async fn serve_deferred<'a, F: Function, P: Platform>(
     let finished = platform.clock().now_unix_ms();
     let duration_ms = finished.saturating_sub(started);
     let headers = resp.headers_mut();
+    // Room for everything added below at once: growing the map step by step was a
+    // measurable share of a request (criterion profile of health).
+    headers.reserve(extra.len() + SECURITY_HEADERS.len() + 8);
     for (name, value) in extra.drain().filter_map(|(n, v)| n.map(|n| (n, v))) {
         headers.insert(name, value);
     }
