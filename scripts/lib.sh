@@ -97,6 +97,21 @@ wait_http() {
   return 1
 }
 
+# Waits until a `wrangler dev` started in the background (pid $2, writing log $3) serves port
+# $1. Returns 1 as soon as it has exited or logged that its runtime failed to start (wrangler
+# dev sometimes does at start-up, after a spurious file-change restart of its custom build),
+# and 2 after $4 seconds (default 180) without an answer.
+wrangler_started() {
+  local port="$1" pid="$2" log="$3" limit="${4:-180}" i
+  for ((i = 0; i < limit * 4; i++)); do
+    grep -q "runtime failed to start" "$log" 2>/dev/null && return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" && return 0
+    sleep 0.25
+  done
+  return 2
+}
+
 # Starts PostgreSQL if it does not answer (the machine's cluster; CI may have it stopped).
 ensure_postgres() {
   pg_isready -q -h 127.0.0.1 -p 5432 && return 0
