@@ -3,7 +3,9 @@
 //! (no request id, config, rate limit, CORS, headers or log line). `/bare-kv` first does the one
 //! atomic key-value increment that health's rate limit does (same store, a counter per client
 //! address from `X-Forwarded-For`), so `scripts/bench-edge` can compare health with rate
-//! limiting against an empty component doing the same single increment.
+//! limiting against an empty component doing the same single increment. `/bare-vars` (Spin)
+//! and `/bare-log` add one part of the wrapper's work alone: health's variable reads, and its
+//! access line.
 #![cfg(target_arch = "wasm32")]
 
 /// The counter key of one client, in the counter namespace the functions use.
@@ -15,6 +17,30 @@ fn counter_key(client: &str) -> String {
         .take(64)
         .collect();
     format!("{}rl:bench:{client}", edge_core::kv::COUNTER_PREFIX)
+}
+
+/// Writes an access line like the wrapper's (same builder, same redaction pass) through `write`,
+/// the runtime's log call: `/bare-log` measures what one line per request costs on a runtime.
+#[cfg(any(feature = "spin", feature = "cloudflare"))]
+fn access_line(write: fn(&str)) {
+    struct Sink(fn(&str));
+    impl edge_core::ports::LogSink for Sink {
+        fn write(&self, line: &str) {
+            (self.0)(line)
+        }
+    }
+    edge_core::log::access(
+        &Sink(write),
+        &edge_core::log::Access {
+            ts_ms: 1_764_000_000_000,
+            function: "health",
+            request_id: "0f6c2d54-3b9e-4c71-9a0e-5e1b7c3d2a19",
+            method: "GET",
+            path: "/health",
+            status: 200,
+            duration_ms: 0,
+        },
+    );
 }
 
 /// Spin entry point.
@@ -61,6 +87,9 @@ mod spin_entry {
                 return edge_spin::respond(resp, false, out);
             }
         }
+        if path.starts_with("/bare-log") {
+            super::access_line(|line| println!("{line}"));
+        }
         let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
         edge_spin::respond(resp, false, out);
     }
@@ -89,6 +118,9 @@ mod worker_entry {
             {
                 return worker::Response::error("store unavailable", 500);
             }
+        }
+        if req.path().starts_with("/bare-log") {
+            super::access_line(|line| worker::console_log!("{line}"));
         }
         let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
         let (parts, body) = resp.into_parts();
