@@ -75,17 +75,17 @@ impl Filter {
     /// The filter of `secrets`: the heads of the forms of each one's first
     /// [`HEAD_SOURCE_LEN`] bytes, which are the heads of its full forms (see [`head_source`]).
     fn new(secrets: &[String]) -> Self {
-        // Unsorted: only a window that passes the bloom filter is looked up, which is rare.
-        let mut heads: Vec<u64> = Vec::with_capacity(secrets.len() * 12);
+        // Unsorted, repeats kept: only a window that passes the bloom filter is looked up,
+        // which is rare (and a sort would cost every artifact kilobytes of code).
+        let mut forms = Vec::new();
         for s in secrets {
-            for form in forms_of(head_source(s)) {
-                if form.len() >= MIN_SECRET_LEN {
-                    heads.push(head(form.as_bytes()));
-                }
-            }
+            push_forms(head_source(s), &mut forms);
         }
-        heads.sort_unstable();
-        heads.dedup();
+        let heads: Vec<u64> = forms
+            .iter()
+            .filter(|f| f.len() >= MIN_SECRET_LEN)
+            .map(|f| head(f.as_bytes()))
+            .collect();
         let mut bloom = vec![0u64; BLOOM_BITS / 64];
         for &h in &heads {
             let bit = bloom_bit(h);
@@ -127,14 +127,13 @@ fn head_source(secret: &str) -> &str {
     &secret[..end]
 }
 
-/// Every encoded form of `s` (see the module docs), unfiltered.
-fn forms_of(s: &str) -> impl Iterator<Item = String> {
+/// Appends every encoded form of `s` (see the module docs) to `out`, unfiltered.
+fn push_forms(s: &str, out: &mut Vec<String>) {
     let once = json_escaped(s);
     let twice = json_escaped(&once);
-    [s.to_owned(), once, twice]
-        .into_iter()
-        .chain(percent_forms(s))
-        .chain(base64_cores(s.as_bytes()))
+    out.extend([s.to_owned(), once, twice]);
+    out.extend(percent_forms(s));
+    out.extend(base64_cores(s.as_bytes()));
 }
 
 /// The first [`MIN_SECRET_LEN`] bytes (every form is at least that long) as one number.
@@ -192,12 +191,11 @@ impl Redactor {
     /// form is masked before a shorter one inside it), without repeats.
     fn forms(&self) -> &[String] {
         self.forms.get_or_init(|| {
-            let mut forms: Vec<String> = self
-                .secrets
-                .iter()
-                .flat_map(|s| forms_of(s))
-                .filter(|n| n.len() >= MIN_SECRET_LEN)
-                .collect();
+            let mut forms = Vec::new();
+            for s in &self.secrets {
+                push_forms(s, &mut forms);
+            }
+            forms.retain(|n| n.len() >= MIN_SECRET_LEN);
             forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
             forms.dedup();
             forms
