@@ -135,8 +135,8 @@ mod tests {
         assert_eq!(rfc3339_ms(1_795_833_045_678), "2026-11-28T02:30:45.678Z");
     }
 
-    #[test]
-    fn access_line_is_one_json_object_with_the_required_fields() {
+    /// The one line [`access`] writes for a GET of `path` by health, request `r1` at 0.
+    fn access_line(path: &str, duration_ms: u64) -> String {
         let log = MemoryLog::default();
         access(
             &log,
@@ -145,14 +145,20 @@ mod tests {
                 function: "health",
                 request_id: "r1",
                 method: "GET",
-                path: "/health",
+                path,
                 status: 200,
-                duration_ms: 3,
+                duration_ms,
             },
         );
         let lines = log.lines();
         assert_eq!(lines.len(), 1);
-        let v: Value = serde_json::from_str(&lines[0]).unwrap_or_default();
+        lines[0].clone()
+    }
+
+    #[test]
+    fn access_line_is_one_json_object_with_the_required_fields() {
+        let line = access_line("/health", 3);
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
         for key in [
             "ts",
             "level",
@@ -168,27 +174,14 @@ mod tests {
         assert_eq!(v["level"], "info");
         // The exact bytes: keys in name order, no spaces (what log pipelines have parsed so far).
         assert_eq!(
-            lines[0],
+            line,
             r#"{"duration_ms":3,"fn":"health","level":"info","method":"GET","path":"/health","request_id":"r1","status":200,"ts":"1970-01-01T00:00:00.000Z"}"#
         );
     }
 
     #[test]
     fn access_line_fields_are_json_escaped() {
-        let log = MemoryLog::default();
-        access(
-            &log,
-            &Access {
-                ts_ms: 0,
-                function: "health",
-                request_id: "r1",
-                method: "GET",
-                path: "/a\"b\\c\n",
-                status: 200,
-                duration_ms: 0,
-            },
-        );
-        let v: Value = serde_json::from_str(&log.lines()[0]).unwrap_or_default();
+        let v: Value = serde_json::from_str(&access_line("/a\"b\\c\n", 0)).unwrap_or_default();
         assert_eq!(v["path"], "/a\"b\\c\n");
     }
 

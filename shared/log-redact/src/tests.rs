@@ -213,19 +213,25 @@ fn the_full_forms_are_built_only_when_a_line_gets_past_the_filter() {
     assert!(n >= 4, "{n}");
 }
 
+/// A small deterministic generator (xorshift from `seed`) of numbers below `n`: no test
+/// depends on a random seed.
+fn numbers(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 /// Secrets of every length from the shortest kept up, with quotes, backslashes, spaces,
 /// control and multi-byte characters at every position.
 fn awkward_secrets() -> Vec<String> {
     let parts = [
         "a", "Z", "9", "\"", "\\", " ", "\n", "\u{1}", "é", "€", "𝄞", "/", "%", "+",
     ];
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = numbers(0x9E37_79B9_7F4A_7C15);
     let mut out = Vec::new();
     for len in MIN_SECRET_LEN..40 {
         for _ in 0..12 {
@@ -280,14 +286,7 @@ fn the_prefilter_never_skips_a_form_the_full_search_masks() {
     let r = redactor(&secrets);
     let forms = r.forms().to_vec();
     assert!(forms.len() > 10, "{}", forms.len());
-    // A small deterministic generator: no test depends on a random seed.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut next = numbers(0x2545_F491_4F6C_DD1D);
     let filler = r#"{"ts":1,"level":"info","fn":"login","msg":"x y","path":"/a?b=c"} "#;
     for form in &forms {
         for _ in 0..8 {
