@@ -89,8 +89,8 @@ with open(ledger, "a+") as f:
 
 # Waits until URL answers any HTTP status, or fails after $2 seconds (default 60).
 wait_http() {
-  local url="$1" limit="${2:-60}" i
-  for ((i = 0; i < limit * 4; i++)); do
+  local url="$1" end=$((SECONDS + ${2:-60}))
+  while ((SECONDS < end)); do
     curl -s -o /dev/null --max-time 2 "$url" && return 0
     sleep 0.25
   done
@@ -102,14 +102,51 @@ wait_http() {
 # dev sometimes does at start-up, after a spurious file-change restart of its custom build),
 # and 2 after $4 seconds (default 180) without an answer.
 wrangler_started() {
-  local port="$1" pid="$2" log="$3" limit="${4:-180}" i
-  for ((i = 0; i < limit * 4; i++)); do
+  local port="$1" pid="$2" log="$3" end=$((SECONDS + ${4:-180}))
+  while ((SECONDS < end)); do
     grep -q "runtime failed to start" "$log" 2>/dev/null && return 1
     kill -0 "$pid" 2>/dev/null || return 1
     curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" && return 0
     sleep 0.25
   done
   return 2
+}
+
+# Stops a process and all its descendants (wrangler runs node, which runs workerd).
+stop_tree() {
+  local pid="$1" child
+  for child in $(pgrep -P "$pid" 2>/dev/null); do stop_tree "$child"; done
+  kill -TERM "$pid" 2>/dev/null || true
+}
+
+# Waits for the `wrangler dev` with pid $1 on port $2, writing log $3, for $4 seconds
+# (wrangler_started). If it failed to start or did not answer, stops it, keeps its log as
+# $3.failed and runs the rest of the arguments, a command that starts it again and sets
+# WORKER_PID, then waits $5 seconds for that one. WORKER_PID is the serving process after;
+# returns non-zero when the second start failed too.
+wrangler_started_or_again() {
+  local pid="$1" port="$2" log="$3" first="$4" second="$5" name="${3##*/}"
+  shift 5
+  WORKER_PID="$pid"
+  wrangler_started "$port" "$pid" "$log" "$first" && return 0
+  warn "wrangler dev did not start ${name%.log} on port $port; starting it once more (first log: ${log#"$ROOT"/}.failed)"
+  stop_tree "$pid"
+  mv "$log" "$log.failed"
+  "$@"
+  wrangler_started "$port" "$WORKER_PID" "$log" "$second"
+}
+
+# Writes wrangler.toml without its build hooks to $1, main paths made absolute, for runs that
+# serve what scripts/build built: each hook's file watcher would otherwise run the hook again
+# once watching starts, and wrangler then reloads the Worker in the middle of its start-up.
+wrangler_config_without_builds() {
+  awk -v root="$ROOT" '
+    /^\[env\.[a-z-]+\.build\]$/ { skip = 1; next }
+    /^\[/ { skip = 0 }
+    skip { next }
+    /^main = "/ { sub(/^main = "/, "main = \"" root "/") }
+    { print }
+  ' "$ROOT/wrangler.toml" >"$1"
 }
 
 # Starts PostgreSQL if it does not answer (the machine's cluster; CI may have it stopped).

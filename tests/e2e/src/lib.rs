@@ -5,11 +5,21 @@
 pub mod fakes;
 pub mod stubs;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long a runtime may take to start: longer than `scripts/dev`'s own start budget
+/// (`--start-timeout`, 300 s by default), so a slow start ends with its report of what hung.
+pub const START_TIMEOUT: Duration = Duration::from_secs(330);
+
+/// Lines of `scripts/dev`'s stderr kept for a failure report.
+const STDERR_KEPT: usize = 80;
+/// Lines of each process log quoted in a failure report.
+const LOG_TAIL: usize = 12;
 
 /// Runtimes the suite knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +99,8 @@ pub struct Runtime {
     child: std::sync::Mutex<Child>,
     /// How it was started, for [`Runtime::restart_with`].
     launch: Launch,
+    /// The last lines `scripts/dev` wrote to stderr, each with the seconds since it started.
+    stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 /// The arguments a runtime was started with.
@@ -122,7 +134,8 @@ impl Runtime {
             with_probe,
             dev_args: dev_args.iter().map(|a| a.to_string()).collect(),
         };
-        let (child, rx) = Self::spawn(kind, &launch, &state)?;
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let (child, rx) = Self::spawn(kind, &launch, &state, &stderr)?;
         let runtime = Self {
             kind,
             base: format!("http://127.0.0.1:{port}"),
@@ -133,6 +146,7 @@ impl Runtime {
             keep: false,
             child: std::sync::Mutex::new(child),
             launch,
+            stderr,
         };
         let deadline = Instant::now() + timeout;
         Self::wait_ready(runtime, rx, deadline, timeout)
@@ -142,6 +156,7 @@ impl Runtime {
         kind: Kind,
         launch: &Launch,
         state: &Path,
+        stderr_kept: &Arc<Mutex<VecDeque<String>>>,
     ) -> Result<(Child, mpsc::Receiver<String>), String> {
         let root = repo_root();
         let mut cmd = Command::new(root.join("scripts/dev"));
@@ -153,7 +168,7 @@ impl Runtime {
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         for (k, v) in &launch.vars {
             cmd.env(k, v);
         }
@@ -161,6 +176,21 @@ impl Runtime {
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().map_err(|e| format!("spawn scripts/dev: {e}"))?;
         let stdout = child.stdout.take();
+        // Its progress and errors, timed, for the report of a start that fails (CI keeps no
+        // files of the run, so the report is all there is).
+        if let Some(stderr) = child.stderr.take() {
+            let kept = Arc::clone(stderr_kept);
+            let started = Instant::now();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    if kept.len() == STDERR_KEPT {
+                        kept.pop_front();
+                    }
+                    kept.push_back(format!("{:6.1}s {line}", started.elapsed().as_secs_f64()));
+                }
+            });
+        }
         // scripts/dev prints `PROBE <url>` then `READY <url>` on stdout once everything answers.
         let (tx, rx) = mpsc::channel();
         if let Some(stdout) = stdout {
@@ -195,14 +225,18 @@ impl Runtime {
                 launch.vars.push((name.to_string(), v.to_string()));
             }
         }
-        let (next, rx) = Self::spawn(self.kind, &launch, &self.state)?;
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let (next, rx) = Self::spawn(self.kind, &launch, &self.state, &self.stderr)?;
         *child = next;
-        match rx.recv_timeout(Duration::from_secs(240)) {
+        match rx.recv_timeout(START_TIMEOUT) {
             Ok(_) => Ok(()),
             Err(_) => Err(format!(
-                "{} did not come back after a restart; logs in {}",
+                "{} did not come back after a restart{}",
                 self.kind.name(),
-                self.logs.display()
+                self.failure_report()
             )),
         }
     }
@@ -226,19 +260,49 @@ impl Runtime {
             if let Some(status) = exited {
                 runtime.keep = true;
                 return Err(format!(
-                    "scripts/dev exited with {status} before ready; logs in {}",
-                    runtime.logs.display()
+                    "scripts/dev exited with {status} before ready{}",
+                    runtime.failure_report()
                 ));
             }
             if Instant::now() > deadline {
                 runtime.keep = true;
                 return Err(format!(
-                    "{} did not become ready within {timeout:?}; logs in {}",
+                    "{} did not become ready within {timeout:?}{}",
                     runtime.kind.name(),
-                    runtime.logs.display()
+                    runtime.failure_report()
                 ));
             }
         }
+    }
+
+    /// What a failed start leaves to go on: where the logs are, `scripts/dev`'s last stderr
+    /// lines (timed) and the last lines of each process log.
+    fn failure_report(&self) -> String {
+        let mut report = format!("; logs in {}", self.logs.display());
+        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        report.push_str("\n--- scripts/dev stderr (seconds since start)");
+        for line in stderr.iter() {
+            report.push_str("\n  ");
+            report.push_str(line);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.logs)
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            report.push_str(&format!(
+                "\n--- {name} (last {LOG_TAIL} of {} lines)",
+                lines.len()
+            ));
+            for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                report.push_str("\n  ");
+                report.push_str(line);
+            }
+        }
+        report
     }
 
     /// The proxy of this runtime; panics in a profile that has none (a suite bug).

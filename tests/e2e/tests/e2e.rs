@@ -1499,13 +1499,8 @@ fn main() {
                         };
                         let vars: Vec<(&str, &str)> =
                             vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                        let mut rt = Runtime::start(
-                            kind,
-                            &vars,
-                            probe,
-                            &dev_args,
-                            Duration::from_secs(240),
-                        )?;
+                        let mut rt =
+                            Runtime::start(kind, &vars, probe, &dev_args, e2e::START_TIMEOUT)?;
                         rt.proxy = proxy.map(Mutex::new);
                         Ok(rt)
                     });
