@@ -455,6 +455,21 @@ pub fn bad_login_input_is_415_400_413(rt: &Runtime) -> Result<(), Failed> {
         broken.status == 400,
         format!("malformed: {}", broken.status),
     )?;
+    // Deep nesting at serde_json's limit (128 levels) and past it: a 400, never a trap (500)
+    // of a stack too small.
+    let at_limit = format!("{}1{}", "{\"a\":".repeat(126), "}".repeat(126));
+    let past_it = format!("{}1{}", "[".repeat(4000), "]".repeat(4000));
+    for (what, value) in [
+        ("126 nested objects", at_limit),
+        ("4000 nested arrays", past_it),
+    ] {
+        let body = format!("{{\"username\":{value},\"password\":\"b\"}}");
+        let r = json_post(rt, "/api/v1/auth/login", &[], &body)?;
+        ensure(
+            r.status == 400 && r.json()?["error"]["code"].is_string(),
+            format!("{what}: {} {}", r.status, r.body),
+        )?;
+    }
     let missing = json_post(rt, "/api/v1/auth/login", &[], "{\"username\":\"a\"}")?;
     ensure(
         missing.status == 400,

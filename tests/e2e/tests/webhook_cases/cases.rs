@@ -492,6 +492,20 @@ pub fn malformed_oversized_and_sender_limit(rt: &Runtime) -> Result<(), Failed> 
         r.status == 400,
         format!("missing key.id: {} {}", r.status, r.body),
     )?;
+    // Deep nesting: serde_json's limit (128 levels) within the stack the function has, and
+    // past it; a 400 each time, never a trap (500) of a stack too small.
+    for depth in [127, 20_000] {
+        let nested = format!(
+            "{{\"event\":\"messages.upsert\",\"instance\":\"centro-principal\",\"data\":{}1{}}}",
+            "{\"a\":".repeat(depth),
+            "}".repeat(depth)
+        );
+        let r = deliver(rt, "/webhook", &nested, &[])?;
+        ensure(
+            r.status == 400 && r.json()?["error"]["code"].is_string(),
+            format!("{depth} nested objects: {} {}", r.status, r.body),
+        )?;
+    }
     let big = payload(&message_id("big"), &number(), &"a".repeat(300 * 1024));
     let r = deliver(rt, "/webhook", &big, &[])?;
     ensure(r.status == 413, format!("oversized: {}", r.status))?;
