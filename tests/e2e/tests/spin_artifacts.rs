@@ -87,3 +87,48 @@ fn the_import_allow_list_rejects_what_spin_lacks() {
     assert!(!allowed_import("fermyon:spin/llm@2.0.0"));
     assert!(!allowed_import("spin:postgres/postgres@4.0.0"));
 }
+
+/// The initial size, in 64 KiB pages, of every memory the component's core modules define.
+fn memory_pages(bytes: &[u8]) -> Vec<u64> {
+    let mut pages = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Ok(Payload::MemorySection(section)) = payload {
+            pages.extend(section.into_iter().flatten().map(|m| m.initial));
+        }
+    }
+    pages
+}
+
+/// Spin resets a component's whole linear memory after every request and a request that grows
+/// it remaps pages, so the memory is linked at the size .cargo/config.toml gives (measured
+/// there). A link that lost the flag would cost every request, silently.
+#[test]
+fn every_spin_component_starts_with_the_configured_linear_memory() {
+    let config = std::fs::read_to_string(repo_root().join(".cargo/config.toml"))
+        .unwrap_or_else(|e| panic!(".cargo/config.toml: {e}"));
+    let bytes: u64 = config
+        .split("--initial-memory=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no --initial-memory=<bytes> in .cargo/config.toml"));
+    assert_eq!(bytes % 65536, 0, "--initial-memory must be whole pages");
+    let want = bytes / 65536;
+    let dir = repo_root().join("dist/spin");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|_| panic!("{} missing: run scripts/build spin", dir.display()))
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pages = memory_pages(&std::fs::read(entry.path()).unwrap_or_default());
+        assert_eq!(
+            pages,
+            [want],
+            "{name}: memories of {pages:?} pages, .cargo/config.toml says {want}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no components in {}", dir.display());
+}
