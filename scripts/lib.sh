@@ -131,6 +131,12 @@ wrangler_started_or_again() {
   wrangler_started "$port" "$pid" "$log" "$first" && return 0
   warn "wrangler dev did not start ${name%.log} on port $port; starting it once more (first log: ${log#"$ROOT"/}.failed)"
   stop_tree "$pid"
+  # The next one binds the same port: give this one up to 5 s to let go of it.
+  local i
+  for ((i = 0; i < 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" || break
+    sleep 0.25
+  done
   mv "$log" "$log.failed"
   "$@"
   wrangler_started "$port" "$WORKER_PID" "$log" "$second"
