@@ -285,11 +285,7 @@ impl Runtime {
             report.push_str("\n  ");
             report.push_str(line);
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.logs)
-            .map(|dir| dir.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        for file in files {
+        for file in self.log_files() {
             let text = std::fs::read_to_string(&file).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let name = file.file_name().unwrap_or_default().to_string_lossy();
@@ -323,14 +319,21 @@ impl Runtime {
         format!("{}{path}", self.base)
     }
 
+    /// The runtime's process logs (one file per process), by name.
+    fn log_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.logs)
+            .map(|dir| dir.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
     /// Every log line written so far by the runtime's processes.
     pub fn log_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(&self.logs) {
-            for entry in entries.flatten() {
-                if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                    lines.extend(text.lines().map(str::to_owned));
-                }
+        for file in self.log_files() {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                lines.extend(text.lines().map(str::to_owned));
             }
         }
         lines
