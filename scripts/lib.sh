@@ -87,15 +87,18 @@ with open(ledger, "a+") as f:
 '
 }
 
-# Waits until URL answers any HTTP status, or fails after $2 seconds (default 60).
-wait_http() {
-  local url="$1" end=$((SECONDS + ${2:-60}))
-  while ((SECONDS < end)); do
-    curl -s -o /dev/null --max-time 2 "$url" && return 0
+# Runs the command `$2...` every quarter second until it succeeds; fails after $1 seconds.
+poll_for() {
+  local end=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < end)) || return 1
     sleep 0.25
   done
-  return 1
 }
+
+# Waits until URL answers any HTTP status, or fails after $2 seconds (default 60).
+wait_http() { poll_for "${2:-60}" curl -s -o /dev/null --max-time 2 "$1"; }
 
 # Waits until a `wrangler dev` started in the background (pid $2, writing log $3) serves port
 # $1. Returns 1 as soon as it has exited or logged that its runtime failed to start (wrangler
@@ -132,11 +135,8 @@ wrangler_started_or_again() {
   warn "wrangler dev did not start ${name%.log} on port $port; starting it once more (first log: ${log#"$ROOT"/}.failed)"
   stop_tree "$pid"
   # The next one binds the same port: give this one up to 5 s to let go of it.
-  local i
-  for ((i = 0; i < 20; i++)); do
-    kill -0 "$pid" 2>/dev/null || curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" || break
-    sleep 0.25
-  done
+  released() { ! kill -0 "$pid" 2>/dev/null && ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; }
+  poll_for 5 released || true
   mv "$log" "$log.failed"
   "$@"
   wrangler_started "$port" "$WORKER_PID" "$log" "$second"
