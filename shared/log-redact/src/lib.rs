@@ -31,18 +31,28 @@ const MIN_SECRET_LEN: usize = 6;
 
 /// Key prefixes whose following token is masked, with the shortest token that counts.
 const KEY_PREFIXES: &[(&str, usize)] = &[("sk-", 16), ("gsk_", 20), ("AIza", 20), ("xoxb-", 10)];
-/// The first byte of each of [`KEY_PREFIXES`]: where the look at each byte checks for one.
-const KEY_FIRST_BYTES: [u8; KEY_PREFIXES.len()] = {
-    let mut first = [0u8; KEY_PREFIXES.len()];
-    let mut i = 0;
-    while i < first.len() {
-        first[i] = KEY_PREFIXES[i].0.as_bytes()[0];
-        i += 1;
-    }
-    first
-};
 /// Whatever follows it is masked, in any case.
 const BEARER: &str = "bearer ";
+
+/// What a byte can start, for the one look at each byte of a line ([`shapes`]): one table
+/// load per byte, and nothing more for the bytes that start nothing (most of them).
+const KEY_START: u8 = 1;
+const BEARER_START: u8 = 2;
+const COLON: u8 = 4;
+const EQUALS: u8 = 8;
+const BYTE_CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut i = 0;
+    while i < KEY_PREFIXES.len() {
+        class[KEY_PREFIXES[i].0.as_bytes()[0] as usize] |= KEY_START;
+        i += 1;
+    }
+    class[b'b' as usize] |= BEARER_START;
+    class[b'B' as usize] |= BEARER_START;
+    class[b':' as usize] |= COLON;
+    class[b'=' as usize] |= EQUALS;
+    class
+};
 
 /// Masks configured secrets and secret-shaped text in log lines.
 ///
@@ -76,16 +86,17 @@ impl Filter {
     /// [`HEAD_SOURCE_LEN`] bytes, which are the heads of its full forms (see [`head_source`]).
     fn new(secrets: &[String]) -> Self {
         // Unsorted, repeats kept: only a window that passes the bloom filter is looked up,
-        // which is rare (and a sort would cost every artifact kilobytes of code).
-        let mut forms = Vec::new();
+        // which is rare (and a sort would cost every artifact kilobytes of code). Only the
+        // heads are kept: the forms pass through one reused buffer.
+        let mut heads = Vec::new();
+        let mut scratch = Scratch::default();
         for s in secrets {
-            push_forms(head_source(s), &mut forms);
+            each_form(head_source(s), &mut scratch, |f| {
+                if f.len() >= MIN_SECRET_LEN {
+                    heads.push(head(f));
+                }
+            });
         }
-        let heads: Vec<u64> = forms
-            .iter()
-            .filter(|f| f.len() >= MIN_SECRET_LEN)
-            .map(|f| head(f.as_bytes()))
-            .collect();
         let mut bloom = vec![0u64; BLOOM_BITS / 64];
         for &h in &heads {
             let bit = bloom_bit(h);
@@ -127,13 +138,32 @@ fn head_source(secret: &str) -> &str {
     &secret[..end]
 }
 
-/// Appends every encoded form of `s` (see the module docs) to `out`, unfiltered.
-fn push_forms(s: &str, out: &mut Vec<String>) {
-    let once = json_escaped(s);
-    let twice = json_escaped(&once);
-    out.extend([s.to_owned(), once, twice]);
-    out.extend(percent_forms(s));
-    out.extend(base64_cores(s.as_bytes()));
+/// Buffers [`each_form`] reuses, so that making the forms of many secrets allocates almost
+/// nothing (on Spin every request makes them again, for its one access line).
+#[derive(Default)]
+struct Scratch {
+    once: Vec<u8>,
+    form: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+/// Calls `f` with every encoded form of `s` (see the module docs), unfiltered, one at a time:
+/// as written, JSON-escaped once and twice, the three percent encodings, and the base64 cores.
+/// Every form is UTF-8 (the escapes keep `s`'s characters; the encodings are ASCII).
+fn each_form(s: &str, scratch: &mut Scratch, mut f: impl FnMut(&[u8])) {
+    f(s.as_bytes());
+    scratch.once.clear();
+    json_escape_into(s.as_bytes(), &mut scratch.once);
+    f(&scratch.once);
+    scratch.form.clear();
+    json_escape_into(&scratch.once, &mut scratch.form);
+    f(&scratch.form);
+    for (hex, space_plus) in [(HEX_UPPER, false), (HEX_LOWER, false), (HEX_UPPER, true)] {
+        scratch.form.clear();
+        percent_encode_into(s.as_bytes(), hex, space_plus, &mut scratch.form);
+        f(&scratch.form);
+    }
+    base64_cores(s.as_bytes(), scratch, f);
 }
 
 /// The first [`MIN_SECRET_LEN`] bytes (every form is at least that long) as one number.
@@ -192,10 +222,14 @@ impl Redactor {
     fn forms(&self) -> &[String] {
         self.forms.get_or_init(|| {
             let mut forms = Vec::new();
+            let mut scratch = Scratch::default();
             for s in &self.secrets {
-                push_forms(s, &mut forms);
+                each_form(s, &mut scratch, |f| {
+                    if f.len() >= MIN_SECRET_LEN {
+                        forms.push(String::from_utf8_lossy(f).into_owned());
+                    }
+                });
             }
-            forms.retain(|n| n.len() >= MIN_SECRET_LEN);
             forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
             forms.dedup();
             forms
@@ -229,24 +263,27 @@ fn shapes(line: &str) -> Cow<'_, str> {
     let b = line.as_bytes();
     let (mut keys, mut bearer, mut url, mut fields) = (false, false, false, false);
     for (i, &c) in b.iter().enumerate() {
+        let class = BYTE_CLASS[usize::from(c)];
+        if class == 0 {
+            continue;
+        }
         let rest = &b[i..];
-        if KEY_FIRST_BYTES.contains(&c) {
+        if class & KEY_START != 0 {
             keys |= KEY_PREFIXES
                 .iter()
                 .any(|(prefix, _)| starts_with(rest, prefix.as_bytes()));
         }
-        match c {
-            b'b' | b'B' => {
-                bearer |= rest.len() >= BEARER.len()
-                    && (rest[1] | 0x20) == b'e'
-                    && rest[..BEARER.len()].eq_ignore_ascii_case(BEARER.as_bytes());
-            }
-            b':' => {
-                fields = true;
-                url |= starts_with(rest, b"://");
-            }
-            b'=' => fields = true,
-            _ => {}
+        if class & BEARER_START != 0 {
+            bearer |= rest.len() >= BEARER.len()
+                && (rest[1] | 0x20) == b'e'
+                && rest[..BEARER.len()].eq_ignore_ascii_case(BEARER.as_bytes());
+        }
+        if class & COLON != 0 {
+            fields = true;
+            url |= starts_with(rest, b"://");
+        }
+        if class & EQUALS != 0 {
+            fields = true;
         }
     }
     let mut out = Cow::Borrowed(line);
@@ -282,63 +319,70 @@ fn starts_with(bytes: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// `s` as it appears inside a JSON string (without the quotes).
+#[cfg(test)]
 fn json_escaped(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    let mut out = Vec::with_capacity(s.len() + 2);
+    json_escape_into(s.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Percent-encoded with upper-case hex, lower-case hex, and the form encoding (`+` for space);
-/// every byte but ASCII letters and digits is encoded.
-fn percent_forms(s: &str) -> [String; 3] {
-    const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-    const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-    let encode = |hex: &[u8; 16], space_plus: bool| {
-        let mut out = String::with_capacity(s.len() * 3);
-        for &b in s.as_bytes() {
-            if b.is_ascii_alphanumeric() {
-                out.push(b as char);
-            } else if space_plus && b == b' ' {
-                out.push('+');
-            } else {
-                out.push('%');
-                out.push(hex[usize::from(b >> 4)] as char);
-                out.push(hex[usize::from(b & 15)] as char);
-            }
+/// Appends the UTF-8 text `s` as it appears inside a JSON string (without the quotes) to
+/// `out`: the escapes `serde_json` writes, so that a log line written with it holds exactly
+/// the forms this crate masks. Only ASCII bytes are escaped, so UTF-8 in is UTF-8 out.
+pub fn json_escape_into(s: &[u8], out: &mut Vec<u8>) {
+    for &b in s {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX_LOWER[usize::from(b >> 4)],
+                HEX_LOWER[usize::from(b & 15)],
+            ]),
+            b => out.push(b),
         }
-        out
-    };
-    [
-        encode(HEX_UPPER, false),
-        encode(HEX_LOWER, false),
-        encode(HEX_UPPER, true),
-    ]
+    }
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `s` percent-encoded with `hex` digits to `out`, `+` for a space when `space_plus`
+/// (the form encoding); every byte but ASCII letters and digits is encoded.
+fn percent_encode_into(s: &[u8], hex: &[u8; 16], space_plus: bool, out: &mut Vec<u8>) {
+    for &b in s {
+        if b.is_ascii_alphanumeric() {
+            out.push(b);
+        } else if space_plus && b == b' ' {
+            out.push(b'+');
+        } else {
+            out.extend_from_slice(&[b'%', hex[usize::from(b >> 4)], hex[usize::from(b & 15)]]);
+        }
+    }
 }
 
 /// The part of base64(prefix + secret + suffix) that depends only on the secret, for each of
 /// the three positions (mod 3) the secret can start at inside a longer encoded value: the
 /// characters touched by the prefix and by the unknown following bytes are dropped.
-fn base64_cores(secret: &[u8]) -> Vec<String> {
+/// Each is passed to `f`; at most six (two alphabets, three alignments).
+fn base64_cores(secret: &[u8], scratch: &mut Scratch, mut f: impl FnMut(&[u8])) {
     let engines = [
         base64::engine::general_purpose::STANDARD_NO_PAD,
         base64::engine::general_purpose::URL_SAFE_NO_PAD,
     ];
-    let mut out = Vec::new();
     for engine in engines {
         for offset in 0..3usize {
-            let mut buf = vec![0u8; offset];
+            let buf = &mut scratch.bytes;
+            buf.clear();
+            buf.resize(offset, 0);
             buf.extend_from_slice(secret);
             // Only whole 3-byte groups after the prefix group depend on known bytes alone.
             let first_group = usize::from(offset != 0);
@@ -346,14 +390,18 @@ fn base64_cores(secret: &[u8]) -> Vec<String> {
             if whole_groups <= first_group {
                 continue;
             }
-            let encoded = engine.encode(&buf[..whole_groups * 3]);
-            let core = &encoded[first_group * 4..];
+            // Whole groups only: exactly 4 characters per group, no padding.
+            scratch.form.clear();
+            scratch.form.resize(whole_groups * 4, 0);
+            let written = engine
+                .encode_slice(&buf[..whole_groups * 3], &mut scratch.form)
+                .unwrap_or(0);
+            let core = &scratch.form[(first_group * 4).min(written)..written];
             if core.len() >= 8 {
-                out.push(core.to_owned());
+                f(core);
             }
         }
     }
-    out
 }
 
 #[inline(always)]
@@ -429,7 +477,9 @@ fn is_secret_key(key: &str) -> bool {
     let key = key.as_bytes();
     // Lengths first: most comparisons end there without a call.
     let is = |part: &[u8], word: &str| {
-        part.len() == word.len() && part.eq_ignore_ascii_case(word.as_bytes())
+        part.len() == word.len()
+            && part[0].to_ascii_lowercase() == word.as_bytes()[0]
+            && part.eq_ignore_ascii_case(word.as_bytes())
     };
     if SECRET_WORDS
         .iter()
@@ -518,7 +568,8 @@ fn value_span(b: &[u8], start: usize) -> (usize, usize) {
 /// `Authorization: …`, also inside escaped JSON strings; `None` when there is none.
 fn mask_secret_fields(text: &str) -> Option<String> {
     let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    // Made at the first secret field: most lines have none and copy nothing.
+    let mut out = String::new();
     let mut copied = 0;
     let mut i = 0;
     while i < b.len() {
@@ -550,6 +601,9 @@ fn mask_secret_fields(text: &str) -> Option<String> {
         }
         let (from, to) = value_span(b, j);
         if to > from {
+            if out.capacity() == 0 {
+                out.reserve(text.len());
+            }
             out.push_str(&text[copied..from]);
             out.push_str(MASK);
             copied = to;
