@@ -19,14 +19,8 @@ pub fn is_safe(candidate: &str) -> bool {
 pub fn generate(random: &dyn Random) -> Result<String, PortError> {
     let mut bytes = [0u8; 16];
     random.fill(&mut bytes)?;
-    // One push per digit: a `format!` per byte was 7 % of a wrapped request.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    Ok(id)
+    // The `hex` crate proxy-auth already links: a `format!` per byte was 7 % of a wrapped request.
+    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]
