@@ -4,8 +4,9 @@
 //! (never their values).
 //!
 //! Only the variables the function reads are looked up ([`secrets_catalog::reads`]), each
-//! exactly once: on Spin every lookup is a host call on every request (Spin instantiates per
-//! request), and a function has no business seeing another function's secrets.
+//! exactly once: on Spin every lookup is a host call (once per instance since its components
+//! are WASIp3 and reused; it was on every request before), and a function has no business
+//! seeing another function's secrets.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -154,9 +155,26 @@ pub fn variable_names(function: &str, extra: &[&'static str]) -> Vec<&'static st
     names
 }
 
+/// Every variable [`load`] reads for `function` with `extra`, by the name the variables port
+/// takes (lower case), each once: the function's catalog entries and `extra`
+/// ([`variable_names`]), then the `<NAME>_ROTATED_AT` companions of the functions that judge
+/// rotation. An adapter whose variables are async host calls (Spin, WASIp3) fetches exactly
+/// these before it loads.
+pub fn variables_read(function: &str, extra: &[&'static str]) -> Vec<String> {
+    variable_names(function, extra)
+        .into_iter()
+        .map(str::to_ascii_lowercase)
+        .chain(
+            rotation_reads(catalog_function(function))
+                .map(|e| e.rotated_at_name().to_ascii_lowercase()),
+        )
+        .collect()
+}
+
 /// On a runtime that instantiates per request, one load in this many logs its configuration
 /// warnings: every load would repeat the same line on every request (about a third of a
-/// request's cost on Spin, and noise that buries the access lines). Invalid configuration is
+/// request's cost on Spin when it ran WASIp2 components, and noise that buries the access
+/// lines). Invalid configuration is
 /// logged on every load: each of those requests fails.
 pub const WARNINGS_ONE_IN: u8 = 64;
 
@@ -367,6 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn variables_read_lists_exactly_what_load_looks_up_in_order() {
+        // What the Spin adapter fetches before it loads: a name missing here would read as a
+        // contract error there, an extra one would be a wasted host call.
+        for (function, extra) in [
+            ("health", &[][..]),
+            ("health-readiness", &[]),
+            ("health-comprehensive", &[]),
+            ("health-secrets", &[]),
+            ("webhook", &[]),
+            ("login", &[]),
+            ("logout", &[]),
+            ("kv-probe", &["ADMIN_TOKEN"]),
+        ] {
+            let p = platform(&[("ENVIRONMENT", "development")]);
+            let _ = load(&p, function, extra);
+            assert_eq!(
+                p.vars.looked_up(),
+                variables_read(function, extra),
+                "{function}"
+            );
+        }
+    }
+
+    #[test]
     fn the_functions_that_judge_rotation_read_each_companion_once_and_others_none() {
         let p = platform(&[
             ("ENVIRONMENT", "development"),
@@ -477,7 +519,8 @@ mod tests {
         assert!(cfg.sentry.is_some());
     }
 
-    /// The in-memory platform as Spin behaves: a fresh instance per request.
+    /// The in-memory platform as a runtime that instantiates per request behaves (Spin with
+    /// WASIp2 components).
     struct PerRequest(MemoryPlatform);
 
     impl Platform for PerRequest {
