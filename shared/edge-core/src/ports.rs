@@ -155,9 +155,10 @@ pub trait Platform {
     /// Which runtime this is (`spin`, `workers`; `memory` in tests), for build information in
     /// health reports. Never used to branch behaviour: that is what the ports are for.
     const RUNTIME: &'static str;
-    /// Whether every request runs in a fresh instance (Spin): work meant to happen once per
-    /// instance then happens on every request, so instance-level reports (configuration
-    /// warnings) are sampled rather than repeated on every request.
+    /// Whether every request runs in a fresh instance (as Spin ran WASIp2 components): work
+    /// meant to happen once per instance then happens on every request, so instance-level
+    /// reports (configuration warnings) are sampled rather than repeated on every request.
+    /// Both adapters here reuse instances (Workers isolates; Spin's WASIp3 instances).
     const INSTANCE_PER_REQUEST: bool = false;
     /// The key-value adapter.
     type Kv: KeyValue;

@@ -1,6 +1,13 @@
 //! Spin adapter: the only crate that depends on spin-sdk. It implements the edge-core ports on
 //! Spin's host APIs and converts Spin's requests and responses to and from `http` types.
 //!
+//! Components export the WASIp3 HTTP handler (`wasi:http/handler@0.3.0-rc-2026-03-15`, through
+//! spin-sdk 6.0's `#[http_service]`). Spin 4 **reuses** a WASIp3 instance for many requests
+//! (`spin up --max-instance-reuse-count`, default 128, up to 16 at once, dropped after
+//! `--idle-instance-timeout`, default 1 s), where a WASIp2 component was instantiated for every
+//! request. So the configuration is read and validated once per instance, as on Workers, and no
+//! longer on every request: that was most of a request's cost on Spin (bench/edge.md).
+//!
 //! Compiled for `wasm32-wasip2` only; on any other target the crate is empty.
 #![cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 
@@ -8,53 +15,97 @@ mod platform;
 
 pub use platform::SpinPlatform;
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use edge_core::config::ConfigState;
 use edge_core::{Bytes, Function};
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use http_body_util::Full;
+use spin_sdk::http::body::IncomingBodyExt;
 
 /// Header in which Spin passes the client's socket address (`ip:port`). Spin sets it itself.
 const CLIENT_ADDR: &str = "spin-client-addr";
 
+thread_local! {
+    /// The configuration of this instance, loaded and validated by its first request. Spin
+    /// reads variables from its providers when it starts; an instance lives for at most
+    /// `--max-instance-reuse-count` requests, so no instance outlives a change by much.
+    static CONFIG: OnceCell<Rc<ConfigState>> = const { OnceCell::new() };
+}
+
+/// The configuration of this instance: loaded on its first request, the same afterwards.
+async fn config<F: Function>() -> Rc<ConfigState> {
+    if let Some(config) = CONFIG.with(|cell| cell.get().cloned()) {
+        return config;
+    }
+    // Variables are async host calls on WASIp3 and the variables port is not: fetch every
+    // name the loader reads first, then load from them. Two requests that start together in
+    // a new instance may both fetch; the first to finish sets the configuration.
+    let vars = platform::fetch_variables(&edge_core::config::variables_read(
+        F::NAME,
+        F::EXTRA_VARIABLES,
+    ))
+    .await;
+    let loading = SpinPlatform::with_variables(vars);
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| {
+            Rc::new(edge_core::config::load(
+                &loading,
+                F::NAME,
+                F::EXTRA_VARIABLES,
+            ))
+        })
+        .clone()
+    })
+}
+
 /// Serves one request with function `F` on Spin: the entry point of every Spin component.
 ///
-/// Spin instantiates the component per request, so the configuration is loaded (and
-/// validated) here every time: "once per instance" is once per request on Spin, which is why
-/// the loader reads only the variables the function uses.
-///
-/// The response is written in full before it is handed to Spin (see [`respond`]), then the
-/// request's deferred work runs: the instance lives until this function returns, and the
-/// client already has its answer.
-pub async fn serve<F: Function>(req: IncomingRequest, out: ResponseOutparam) {
-    let platform = SpinPlatform::new();
-    let config = edge_core::config::load(&platform, F::NAME, F::EXTRA_VARIABLES);
-    let resp = match to_http_request(req).await {
-        Ok(req) => {
-            let peer = req
-                .headers()
-                .get(CLIENT_ADDR)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
-                .map(|a| a.ip());
-            let head = req.method() == http::Method::HEAD;
-            let (resp, deferred) =
-                edge_core::serve::serve_deferred::<F, _>(&platform, &config, req, peer).await;
-            respond(resp, head, out);
-            for work in deferred {
-                work.await;
+/// The request runs in its own task (`wit_bindgen::spawn`): the response comes back through a
+/// channel as soon as it exists and goes to the client, and the request's deferred work
+/// ([`edge_core::Ctx::defer`]) continues in that task afterwards. Spin keeps the instance until
+/// the task ends.
+pub async fn serve<F: Function>(req: spin_sdk::http::Request) -> http::Response<Full<Bytes>> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    spin_sdk::wit_bindgen::spawn(async move {
+        let platform = SpinPlatform::new();
+        let config = config::<F>().await;
+        let (resp, head, deferred) = match to_http_request(req).await {
+            Ok(req) => {
+                let peer = req
+                    .headers()
+                    .get(CLIENT_ADDR)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+                    .map(|a| a.ip());
+                let head = req.method() == http::Method::HEAD;
+                let (resp, deferred) =
+                    edge_core::serve::serve_deferred::<F, _>(&platform, &config, req, peer).await;
+                (resp, head, deferred)
             }
-            return;
+            // The body could not be read (client went away mid-upload): answer through the
+            // wrapper so the error is structured.
+            Err(_) => {
+                let mut bad = edge_core::Request::new(Bytes::new());
+                *bad.uri_mut() = http::Uri::from_static("/");
+                let (resp, deferred) = edge_core::serve::serve_deferred::<Unreadable, _>(
+                    &platform, &config, bad, None,
+                )
+                .await;
+                (resp, false, deferred)
+            }
+        };
+        let _ = tx.send(respond(resp, head));
+        for work in deferred {
+            work.await;
         }
-        // The body could not be read (client went away mid-upload) or the request line was
-        // not representable: answer through the wrapper so the error is structured.
-        Err(_) => {
-            let mut bad = edge_core::Request::new(Bytes::new());
-            *bad.uri_mut() = http::Uri::from_static("/");
-            let (resp, _) =
-                edge_core::serve::serve_deferred::<Unreadable, _>(&platform, &config, bad, None)
-                    .await;
-            resp
-        }
-    };
-    respond(resp, false, out);
+    });
+    rx.await.unwrap_or_else(|_| {
+        // The request task ended without answering (it panicked): a bare 500.
+        let mut resp = http::Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        resp
+    })
 }
 
 /// Answers every request it gets with 400 `unreadable_request` (the request could not be
@@ -75,126 +126,49 @@ impl Function for Unreadable {
     }
 }
 
-async fn to_http_request(req: IncomingRequest) -> Result<edge_core::Request, String> {
-    let method =
-        http::Method::from_bytes(req.method().to_string().as_bytes()).map_err(|e| e.to_string())?;
-    let uri: http::Uri = req
-        .uri()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in req.headers().entries() {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_bytes(&value),
-        ) {
-            headers.append(n, v);
-        }
-    }
-    // Reading an empty body stream costs several host calls, which every GET paid. A GET, HEAD
-    // or OPTIONS without Content-Length or Transfer-Encoding has no body in HTTP/1.1 (RFC 9112
+async fn to_http_request(req: spin_sdk::http::Request) -> Result<edge_core::Request, String> {
+    let (parts, body) = req.into_parts();
+    // Reading an empty body stream costs host calls, which every GET paid. A GET, HEAD or
+    // OPTIONS without Content-Length or Transfer-Encoding has no body in HTTP/1.1 (RFC 9112
     // §6.3); over HTTP/2 it could still carry one, which those handlers would ignore anyway.
-    // Every other method is read as before.
+    // Every other method is read.
     let bodiless_method = matches!(
-        method,
+        parts.method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
     );
     let has_body = !bodiless_method
-        || headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers
+        || parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || parts
+            .headers
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     let body = if has_body {
-        req.into_body()
+        body.bytes()
             .await
             .map_err(|e| format!("reading the body: {e:?}"))?
     } else {
-        Vec::new()
+        Bytes::new()
     };
-    let mut out = http::Request::new(Bytes::from(body));
-    *out.method_mut() = method;
-    *out.uri_mut() = uri;
-    *out.headers_mut() = headers;
-    Ok(out)
+    Ok(http::Request::from_parts(parts, body))
 }
 
-/// Hands `resp` to Spin with a `Content-Length` and, for bodies that fit the stream's first
-/// write (all of ours), the whole body already written and finished.
-///
-/// Why: spin-sdk's own path hands the response over first and streams the body afterwards,
-/// without a length (chunked). The headers then leave in one TCP segment and the body in a
-/// second; with Nagle on the server side and a client that delays its ACK, a keep-alive
-/// client waits ~40 ms for the body whenever the handler made host calls before answering.
-/// Measured on Spin 4.0.2 (wrk -c1): 44 ms p50 → 0.3 ms; at -c16, 1.9k → 5.7k req/s for a
-/// handler that reads 12 variables.
-pub fn respond(resp: edge_core::Response, head: bool, out: ResponseOutparam) {
-    let (parts, body) = resp.into_parts();
-    let mut fields: Vec<(String, Vec<u8>)> = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            *name != http::header::CONTENT_LENGTH && *name != http::header::TRANSFER_ENCODING
-        })
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    // No length on a HEAD answer (its body is empty but would be the GET's size) nor on
-    // statuses that never carry a body.
+/// `resp` as Spin takes it, always with a `Content-Length` (never chunked): no length on
+/// a HEAD answer (its body is empty but would be the GET's size), none on statuses that never
+/// carry a body.
+pub fn respond(resp: edge_core::Response, head: bool) -> http::Response<Full<Bytes>> {
+    let (mut parts, body) = resp.into_parts();
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
     let bodiless = matches!(parts.status.as_u16(), 204 | 304);
-    if !head && !bodiless {
-        fields.push(("content-length".into(), body.len().to_string().into_bytes()));
+    if head || bodiless {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    } else {
+        parts.headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
     }
-    let Ok(headers) = Fields::from_list(&fields) else {
-        // Only our own header names reach here; should one be refused, answer without them.
-        return fallback(out);
-    };
-    let response = OutgoingResponse::new(headers);
-    if response.set_status_code(parts.status.as_u16()).is_err() {
-        return fallback(out);
-    }
-    let Ok(outgoing) = response.body() else {
-        return fallback(out);
-    };
-    let Ok(stream) = outgoing.write() else {
-        return fallback(out);
-    };
-    let mut written = 0;
-    while written < body.len() {
-        match stream.check_write() {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let end = body.len().min(written + n as usize);
-                if stream.write(&body[written..end]).is_err() {
-                    break;
-                }
-                written = end;
-            }
-        }
-    }
-    if written == body.len() {
-        drop(stream);
-        let _ = OutgoingBody::finish(outgoing, None);
-        ResponseOutparam::set(out, response);
-        return;
-    }
-    // A body larger than the stream's buffer: hand the response over, then block until the
-    // rest is taken.
-    ResponseOutparam::set(out, response);
-    for chunk in body[written..].chunks(4096) {
-        if stream.blocking_write_and_flush(chunk).is_err() {
-            return;
-        }
-    }
-    drop(stream);
-    let _ = OutgoingBody::finish(outgoing, None);
-}
-
-/// A bare 500 when even the response could not be built (never expected).
-fn fallback(out: ResponseOutparam) {
-    if let Ok(headers) = Fields::from_list(&[("content-length".into(), b"0".to_vec())]) {
-        let response = OutgoingResponse::new(headers);
-        let _ = response.set_status_code(500);
-        ResponseOutparam::set(out, response);
-    }
+    let body = if head { Bytes::new() } else { body };
+    http::Response::from_parts(parts, Full::new(body))
 }
 
 /// Exports function `$function` as this component's HTTP handler:
@@ -203,16 +177,19 @@ fn fallback(out: ResponseOutparam) {
 #[macro_export]
 macro_rules! export {
     ($function:ident) => {
-        /// Spin entry point (`wasm32-wasip2`): every request goes to `edge_spin::serve`.
+        /// Spin entry point (`wasm32-wasip2`, WASIp3 handler): every request goes to
+        /// `edge_spin::serve`.
         #[allow(unsafe_code)] // the export macro generates the component ABI glue
         mod spin_entry {
-            #[::spin_sdk::http_component]
+            #[::spin_sdk::http_service]
             async fn handle(
-                req: ::spin_sdk::http::IncomingRequest,
-                out: ::spin_sdk::http::ResponseOutparam,
-            ) {
-                ::edge_spin::serve::<super::$function>(req, out).await
+                req: ::spin_sdk::http::Request,
+            ) -> ::spin_sdk::http::Response<$crate::ResponseBody> {
+                ::edge_spin::serve::<super::$function>(req).await
             }
         }
     };
 }
+
+/// The body type of the responses [`serve`] returns (for [`export!`]).
+pub type ResponseBody = Full<Bytes>;

@@ -2,25 +2,38 @@
 //! `wasi:keyvalue/atomics`), variables, wall clock, randomness, outbound HTTP and stdout logs.
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_core::kv::{self, Envelope};
 use edge_core::ports::{
     Clock, HttpClient, KeyValue, LogSink, Platform, PortError, Random, Timer, Variables,
 };
-use edge_core::{Bytes, Request, Response};
+use edge_core::{Request, Response};
+use spin_sdk::experimental::wasi::keyvalue::{atomics, store as wkv};
+use spin_sdk::http::body::IncomingBodyExt;
+use spin_sdk::http::{FromResponse, IntoRequest};
 use spin_sdk::key_value::Store;
-use spin_sdk::wit::wasi::keyvalue::{atomics, store as wkv};
+use spin_sdk::wasip3::http::client;
 
 /// Label of the store in `spin.toml` (`key_value_stores = ["default"]`); runtime-config maps it
 /// to SQLite locally or Redis in production.
 const STORE: &str = "default";
 
-/// The ports for one Spin request. Spin instantiates the component per request, so nothing
-/// here outlives the request; stores are opened on first use only.
+thread_local! {
+    /// The store handles of this instance, opened by the first request that needs them and
+    /// kept for the instance's later requests (opening is a host call).
+    static STORE_HANDLE: OnceCell<Rc<Store>> = const { OnceCell::new() };
+    static BUCKET_HANDLE: OnceCell<Rc<wkv::Bucket>> = const { OnceCell::new() };
+}
+
+/// The ports for one Spin request. The instance may serve many requests (WASIp3 reuse); what
+/// outlives a request is only the store handles above and the configuration.
 pub struct SpinPlatform {
     kv: SpinKv,
     http: SpinHttp,
+    vars: SpinVars,
 }
 
 impl SpinPlatform {
@@ -29,6 +42,17 @@ impl SpinPlatform {
         Self {
             kv: SpinKv::default(),
             http: SpinHttp,
+            vars: SpinVars::default(),
+        }
+    }
+
+    /// The same ports with `vars` (from [`fetch_variables`]) behind the variables port: what
+    /// the configuration loader reads.
+    pub(crate) fn with_variables(vars: Fetched) -> Self {
+        Self {
+            kv: SpinKv::default(),
+            http: SpinHttp,
+            vars: SpinVars { fetched: vars },
         }
     }
 }
@@ -37,6 +61,25 @@ impl Default for SpinPlatform {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Variables as fetched: each name's value (`None` when unset or empty) or Spin's failure.
+pub(crate) type Fetched = HashMap<String, Result<Option<String>, PortError>>;
+
+/// Fetches each of `names` from Spin's variables (async host calls), each once.
+pub(crate) async fn fetch_variables(names: &[String]) -> Fetched {
+    let mut out = HashMap::with_capacity(names.len());
+    for name in names {
+        let value = match spin_sdk::variables::get(name).await {
+            Ok(value) if value.is_empty() => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            // Undefined: not declared for this component, or declared without a value.
+            Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+            Err(err) => Err(unavailable("variables", err)),
+        };
+        out.insert(name.clone(), value);
+    }
+    out
 }
 
 fn unavailable(what: &str, err: impl std::fmt::Debug) -> PortError {
@@ -48,16 +91,26 @@ fn unavailable(what: &str, err: impl std::fmt::Debug) -> PortError {
 /// little-endian bytes; writing text to it would break the store until Spin restarts).
 #[derive(Default)]
 pub struct SpinKv {
-    store: OnceCell<Store>,
-    bucket: OnceCell<wkv::Bucket>,
+    store: OnceCell<Rc<Store>>,
+    bucket: OnceCell<Rc<wkv::Bucket>>,
 }
 
 impl SpinKv {
-    fn store(&self) -> Result<&Store, PortError> {
+    async fn store(&self) -> Result<&Store, PortError> {
         if let Some(store) = self.store.get() {
             return Ok(store);
         }
-        let store = Store::open(STORE).map_err(|e| unavailable("open store", e))?;
+        let store = match STORE_HANDLE.with(|h| h.get().cloned()) {
+            Some(store) => store,
+            None => {
+                let store = Rc::new(
+                    Store::open(STORE)
+                        .await
+                        .map_err(|e| unavailable("open store", e))?,
+                );
+                STORE_HANDLE.with(|h| h.get_or_init(|| store).clone())
+            }
+        };
         Ok(self.store.get_or_init(|| store))
     }
 
@@ -65,7 +118,13 @@ impl SpinKv {
         if let Some(bucket) = self.bucket.get() {
             return Ok(bucket);
         }
-        let bucket = wkv::open(STORE).map_err(|e| unavailable("open bucket", e))?;
+        let bucket = match BUCKET_HANDLE.with(|h| h.get().cloned()) {
+            Some(bucket) => bucket,
+            None => {
+                let bucket = Rc::new(wkv::open(STORE).map_err(|e| unavailable("open bucket", e))?);
+                BUCKET_HANDLE.with(|h| h.get_or_init(|| bucket).clone())
+            }
+        };
         Ok(self.bucket.get_or_init(|| bucket))
     }
 }
@@ -73,14 +132,17 @@ impl SpinKv {
 impl KeyValue for SpinKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
         kv::check_value_key(key)?;
-        let store = self.store()?;
-        let Some(bytes) = store.get(key).map_err(|e| unavailable("get", e))? else {
+        let store = self.store().await?;
+        let Some(bytes) = store.get(key).await.map_err(|e| unavailable("get", e))? else {
             return Ok(None);
         };
         let env = Envelope::decode(&bytes)?;
         if env.is_expired(SpinClock.now_unix_ms()) {
             // Spin's store has no expiry of its own: expired entries go when read.
-            store.delete(key).map_err(|e| unavailable("delete", e))?;
+            store
+                .delete(key)
+                .await
+                .map_err(|e| unavailable("delete", e))?;
             return Ok(None);
         }
         Ok(Some(env.payload))
@@ -98,15 +160,19 @@ impl KeyValue for SpinKv {
             expires_at_ms,
             payload: value.to_vec(),
         };
-        self.store()?
-            .set(key, &env.encode())
+        self.store()
+            .await?
+            .set(key, env.encode())
+            .await
             .map_err(|e| unavailable("set", e))
     }
 
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         kv::check_value_key(key).or_else(|_| kv::check_counter_key(key))?;
-        self.store()?
+        self.store()
+            .await?
             .delete(key)
+            .await
             .map_err(|e| unavailable("delete", e))
     }
 
@@ -124,7 +190,13 @@ impl KeyValue for SpinKv {
     async fn counter(&self, key: &str) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
         // A plain read of the atomics' value: `increment(key, 0)` would create the counter.
-        match self.store()?.get(key).map_err(|e| unavailable("get", e))? {
+        match self
+            .store()
+            .await?
+            .get(key)
+            .await
+            .map_err(|e| unavailable("get", e))?
+        {
             None => Ok(0),
             Some(bytes) => kv::counter_from_bytes(&bytes)
                 .ok_or_else(|| PortError::Unavailable("stored counter is not an integer".into())),
@@ -132,17 +204,22 @@ impl KeyValue for SpinKv {
     }
 }
 
-/// Spin variables. Core names are lower snake case, which is what Spin requires.
-struct SpinVars;
+/// Spin variables, as [`fetch_variables`] fetched them. Spin's variables are async host calls
+/// on WASIp3 and this port is not, so only what was fetched is readable: the names
+/// [`edge_core::config::variables_read`] lists, which are all the loader reads. Any other name
+/// is a contract error, so that a new reader cannot silently see "unset".
+#[derive(Default)]
+struct SpinVars {
+    fetched: Fetched,
+}
 
 impl Variables for SpinVars {
     fn get(&self, name: &str) -> Result<Option<String>, PortError> {
-        match spin_sdk::variables::get(name) {
-            Ok(value) if value.is_empty() => Ok(None),
-            Ok(value) => Ok(Some(value)),
-            // Undefined: not declared for this component, or declared without a value.
-            Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
-            Err(err) => Err(unavailable("variables", err)),
+        match self.fetched.get(name) {
+            Some(value) => value.clone(),
+            None => Err(PortError::Contract(format!(
+                "variable {name} was not fetched (edge_core::config::variables_read)"
+            ))),
         }
     }
 }
@@ -173,8 +250,8 @@ pub struct SpinHttp;
 impl HttpClient for SpinHttp {
     async fn send(&self, req: Request) -> Result<Response, PortError> {
         let (mut parts, body) = req.into_parts();
-        // Always a length: without one spin-sdk streams the body chunked, which some servers
-        // (and the e2e suite's recording fakes of third-party APIs) do not take.
+        // Always a length: without one the body goes out chunked, which some servers (and the
+        // e2e suite's recording fakes of third-party APIs) do not take.
         let has_body = !body.is_empty() || parts.method == http::Method::POST;
         if has_body {
             parts.headers.insert(
@@ -182,41 +259,53 @@ impl HttpClient for SpinHttp {
                 http::HeaderValue::from(body.len()),
             );
         }
-        let req = http::Request::from_parts(parts, body.to_vec());
-        let resp: http::Response<Vec<u8>> = spin_sdk::http::send(req)
+        let req = http::Request::from_parts(parts, http_body_util::Full::new(body))
+            .into_request()
+            .map_err(|e| unavailable("outbound http", e))?;
+        // Converting spawned the task that writes the body. Requests run in spawned tasks
+        // (`crate::serve`), and wit-bindgen 0.51's executor queues a task spawned from a
+        // spawned task without waking itself: with a `Content-Length` the host waits for the
+        // body, the body writer waits to be polled, and the call hangs until its deadline
+        // (seen on Spin 4.0.2). Yielding to the executor makes it take up and poll the writer.
+        yield_to_executor().await;
+        let resp = client::send(req)
             .await
+            .and_then(spin_sdk::http::Response::from_response)
             .map_err(|e| unavailable("outbound http", e))?;
         let (parts, body) = resp.into_parts();
-        Ok(http::Response::from_parts(parts, Bytes::from(body)))
+        let body = body
+            .bytes()
+            .await
+            .map_err(|e| unavailable("outbound http body", e))?;
+        Ok(http::Response::from_parts(parts, body))
     }
 }
 
-/// Sleeps on WASI's monotonic clock, driven by spin-sdk's executor (the same event loop that
-/// drives outbound HTTP, so a deadline can race a request).
+/// Returns to the executor so that it takes up what was spawned meanwhile: `Pending` twice,
+/// waking itself each time. Once is not enough: the executor keeps its tasks in a
+/// `FuturesUnordered` (futures-util 0.3), which polls a task that woke itself again at once,
+/// and hands control back (where wit-bindgen adds the spawned tasks) only after two such
+/// wake-ups or a turn through every task.
+async fn yield_to_executor() {
+    let mut pending = 2;
+    std::future::poll_fn(|cx| {
+        if pending == 0 {
+            return std::task::Poll::Ready(());
+        }
+        pending -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+/// Sleeps on WASI's monotonic clock (`wait-for`, a WASIp3 async host call on the same event
+/// loop as outbound HTTP, so a deadline can race a request).
 pub struct SpinTimer;
 
 impl Timer for SpinTimer {
     async fn sleep(&self, ms: u64) {
-        use wasi::clocks::monotonic_clock;
-        let deadline = monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000));
-        let mut token: Option<spin_executor::CancelToken> = None;
-        std::future::poll_fn(|cx| {
-            if monotonic_clock::now() >= deadline {
-                if let Some(t) = token.take() {
-                    t.cancel();
-                }
-                return std::task::Poll::Ready(());
-            }
-            let pollable = monotonic_clock::subscribe_instant(deadline);
-            if let Some(t) = token.replace(spin_executor::push_waker_and_get_token(
-                pollable,
-                cx.waker().clone(),
-            )) {
-                t.cancel();
-            }
-            std::task::Poll::Pending
-        })
-        .await;
+        spin_sdk::wasip3::clocks::monotonic_clock::wait_for(ms.saturating_mul(1_000_000)).await;
     }
 }
 
@@ -231,7 +320,6 @@ impl LogSink for SpinLog {
 
 impl Platform for SpinPlatform {
     const RUNTIME: &'static str = "spin";
-    const INSTANCE_PER_REQUEST: bool = true;
     type Kv = SpinKv;
     type Http = SpinHttp;
     type Timer = SpinTimer;
@@ -242,7 +330,7 @@ impl Platform for SpinPlatform {
         &self.kv
     }
     fn vars(&self) -> &dyn Variables {
-        &SpinVars
+        &self.vars
     }
     fn clock(&self) -> &dyn Clock {
         &SpinClock

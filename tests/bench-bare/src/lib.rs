@@ -43,18 +43,20 @@ fn access_line(write: fn(&str)) {
     );
 }
 
-/// Spin entry point.
+/// Spin entry point (WASIp3, like the functions: Spin reuses the instance across requests).
 #[cfg(all(feature = "spin", target_os = "wasi"))]
 #[allow(unsafe_code)] // the export macro generates the component ABI glue
 mod spin_entry {
-    use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-    use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+    use spin_sdk::experimental::wasi::keyvalue::{atomics, store};
 
-    #[spin_sdk::http_component]
-    async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-        let path = req.path_with_query().unwrap_or_default();
+    #[spin_sdk::http_service]
+    async fn handle(
+        req: spin_sdk::http::Request,
+    ) -> spin_sdk::http::Response<edge_spin::ResponseBody> {
+        let path = req.uri().path();
         if path.starts_with("/bare-vars") {
-            // What health's configuration load costs in host calls alone: the same reads.
+            // What health's configuration load costs in host calls alone: the same reads (on
+            // every request, as a WASIp2 component made them).
             for name in [
                 "environment",
                 "debug",
@@ -68,30 +70,29 @@ mod spin_entry {
                 "enable_rate_limiting",
                 "sentry_dsn",
             ] {
-                std::hint::black_box(spin_sdk::variables::get(name).ok());
+                std::hint::black_box(spin_sdk::variables::get(name).await.ok());
             }
         }
         if path.starts_with("/bare-kv") {
             let client = req
                 .headers()
                 .get("x-forwarded-for")
-                .first()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             let done = store::open("default")
                 .ok()
-                .and_then(|b| atomics::increment(&b, &super::counter_key(&client), 1).ok());
+                .and_then(|b| atomics::increment(&b, &super::counter_key(client), 1).ok());
             if done.is_none() {
                 let mut resp = edge_core::Response::new(edge_core::Bytes::new());
                 *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                return edge_spin::respond(resp, false, out);
+                return edge_spin::respond(resp, false);
             }
         }
         if path.starts_with("/bare-log") {
             super::access_line(|line| println!("{line}"));
         }
         let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
-        edge_spin::respond(resp, false, out);
+        edge_spin::respond(resp, false)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Checks each built Spin component (dist/spin/*.wasm, from `scripts/build spin`) against what
-//! Spin 3.x/4.x links: it must export `wasi:http/incoming-handler@0.2.0` and import only WASI
-//! 0.2 interfaces, Spin's key-value and variables 2.0 interfaces, and the keyvalue draft2
-//! interfaces Spin grants under `key_value_stores`. Spin cannot be installed on this machine,
-//! so this is what keeps the artifacts honest here; the e2e suite runs them on Spin where it is.
+//! Spin 4.0 links: it must export the WASIp3 handler (`wasi:http/handler@0.3.0-rc-2026-03-15`,
+//! the release candidate Spin 4.0 runs) and import only WASI 0.2 interfaces (the standard
+//! library's), that release candidate's interfaces, Spin's key-value and variables 3.0
+//! interfaces, and the keyvalue draft2 interfaces Spin grants under `key_value_stores`. The e2e
+//! suite runs them on Spin itself; this names the interface when a dependency brings in one
+//! Spin does not provide.
 
 use e2e::repo_root;
 use wasmparser::{Parser, Payload};
@@ -34,15 +36,20 @@ fn component_interfaces(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
+/// The WASI 0.3 release candidate Spin 4.0 runs (and spin-sdk 6.0 binds).
+const WASIP3_RC: &str = "0.3.0-rc-2026-03-15";
+
 fn allowed_import(name: &str) -> bool {
     const SPIN: &[&str] = &[
-        "fermyon:spin/key-value@2.0.0",
-        "fermyon:spin/variables@2.0.0",
+        "spin:key-value/key-value@3.0.0",
+        "spin:variables/variables@3.0.0",
         "wasi:keyvalue/store@0.2.0-draft2",
         "wasi:keyvalue/atomics@0.2.0-draft2",
     ];
     SPIN.contains(&name)
-        || (name.starts_with("wasi:") && name.contains("@0.2.") && !name.contains("draft"))
+        || (name.starts_with("wasi:")
+            && (name.contains("@0.2.") || name.ends_with(&format!("@{WASIP3_RC}")))
+            && !name.contains("draft"))
 }
 
 #[test]
@@ -61,13 +68,13 @@ fn every_spin_component_exports_the_http_handler_and_imports_only_what_spin_prov
         assert!(
             exports
                 .iter()
-                .any(|e| e == "wasi:http/incoming-handler@0.2.0"),
+                .any(|e| *e == format!("wasi:http/handler@{WASIP3_RC}")),
             "{name} exports {exports:?}"
         );
         assert!(
             imports
                 .iter()
-                .any(|i| i.starts_with("wasi:http/types@0.2.")),
+                .any(|i| *i == format!("wasi:http/types@{WASIP3_RC}")),
             "{name}: parser found no wasi:http import ({imports:?})"
         );
         for import in &imports {
@@ -81,9 +88,12 @@ fn every_spin_component_exports_the_http_handler_and_imports_only_what_spin_prov
 
 #[test]
 fn the_import_allow_list_rejects_what_spin_lacks() {
-    assert!(allowed_import("wasi:http/types@0.2.6"));
-    assert!(allowed_import("fermyon:spin/variables@2.0.0"));
+    assert!(allowed_import("wasi:cli/stdout@0.2.12"));
+    assert!(allowed_import("wasi:http/types@0.3.0-rc-2026-03-15"));
+    assert!(allowed_import("spin:variables/variables@3.0.0"));
     assert!(!allowed_import("wasi:http/types@0.3.0-rc-2025-09-16"));
+    assert!(!allowed_import("wasi:http/types@0.3.0"));
+    assert!(!allowed_import("fermyon:spin/variables@2.0.0"));
     assert!(!allowed_import("fermyon:spin/llm@2.0.0"));
     assert!(!allowed_import("spin:postgres/postgres@4.0.0"));
 }
