@@ -1013,7 +1013,8 @@ pub fn reads(function: Function) -> impl Iterator<Item = &'static Entry> {
 
 /// Functions that judge rotation (due dates, overdue days) and so read the rotation companions
 /// of the secrets they read. Every other function leaves them alone: rotation never decides
-/// whether a function may serve, and on Spin every variable read is a host call per request.
+/// whether a function may serve, and on Spin every variable read is a host call (once per
+/// instance).
 const ROTATION_READERS: &[Function] = &[HealthComprehensive, HealthSecrets];
 
 /// The rotated entries whose companion `<NAME>_ROTATED_AT` ([`Entry::rotated_at_name`])
