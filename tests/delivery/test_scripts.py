@@ -197,12 +197,20 @@ class Deploy(Scratch):
         self.assertEqual(self.calls("spin")[0]["stdin"], token)
         self.assertIn("spin_digest=sha256:" + "ab" * 32, open(out).read())
         self.assertIn("sha256:" + "ab" * 32, self.summary_text())
+        # Hosts are told the whole command, with the flag that keeps deferred work alive.
+        self.assertIn(f"spin up --from ghcr.io/acme/assistant-edge@sha256:{'ab' * 32} "
+                      "--idle-instance-timeout 30s", self.summary_text())
 
 
 class Rollback(Scratch):
     def test_a_worker_rolls_back_to_the_named_version(self):
         self.run_script("rollback", "login", "--to", "v-7", "--reason", "bad release")
         self.assertEqual(self.argvs("wrangler"), [["rollback", "v-7", "--env", "login", "--message", "bad release", "--yes"]])
+
+    def test_spin_names_the_digest_and_the_spin_up_flags_hosts_need(self):
+        r = self.run_script("rollback", "spin", "--to", "sha256:" + "cd" * 32)
+        self.assertIn(f"@sha256:{'cd' * 32}\" --idle-instance-timeout 30s --runtime-config-file", r.stdout)
+        self.assertEqual(self.calls(), [])
 
     def test_without_a_version_wrangler_chooses_the_previous_stable_one(self):
         self.run_script("rollback", "health")
