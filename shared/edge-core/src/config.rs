@@ -202,23 +202,33 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
     let vars = platform.vars();
     let mut values: HashMap<&'static str, String> = HashMap::new();
     let mut set_variables = Vec::new();
+    // A variable the platform failed to read is neither set nor unset: the load fails closed
+    // naming it (an optional secret must not quietly go missing).
+    let mut unreadable = Vec::new();
     for name in variable_names(function, extra) {
         // Catalog names are upper case; the variables port takes Spin's lower-case names.
-        if let Ok(Some(value)) = vars.get(&name.to_ascii_lowercase()) {
-            set_variables.push(name.to_owned());
-            values.insert(name, value);
+        match vars.get(&name.to_ascii_lowercase()) {
+            Ok(Some(value)) => {
+                set_variables.push(name.to_owned());
+                values.insert(name, value);
+            }
+            Ok(None) => {}
+            Err(_) => unreadable.push(format!("{name}: the platform could not read it")),
         }
     }
     // Rotation companions: only the functions that judge rotation read them (one host call
     // each on Spin). They are dates, kept as read for the catalog's rotation rules.
-    let rotated_at: BTreeMap<String, String> = rotation_reads(catalog_function(function))
-        .map(|e| e.rotated_at_name())
-        .filter_map(|name| {
-            let value = vars.get(&name.to_ascii_lowercase()).ok().flatten()?;
-            let value = value.trim();
-            (!value.is_empty()).then(|| (name, value.to_owned()))
-        })
-        .collect();
+    let mut rotated_at: BTreeMap<String, String> = BTreeMap::new();
+    for name in rotation_reads(catalog_function(function)).map(|e| e.rotated_at_name()) {
+        match vars.get(&name.to_ascii_lowercase()) {
+            Ok(Some(value)) if !value.trim().is_empty() => {
+                let value = value.trim().to_owned();
+                rotated_at.insert(name, value);
+            }
+            Ok(_) => {}
+            Err(_) => unreadable.push(format!("{name}: the platform could not read it")),
+        }
+    }
     let lookup = |name: &str| values.get(name).cloned();
     let now_ms = platform.clock().now_unix_ms();
 
@@ -246,6 +256,18 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
         log::event(&sink, now_ms, level, function, "-", event, fields);
     };
 
+    if !unreadable.is_empty() {
+        let redactor = Redactor::new(values.values().cloned());
+        report(
+            &redactor,
+            "config_invalid",
+            Level::Error,
+            unreadable.clone(),
+        );
+        return Err(Misconfigured {
+            problems: unreadable,
+        });
+    }
     let validated = match validated {
         Ok(v) => v,
         Err(rep) => {
@@ -382,6 +404,36 @@ mod tests {
             .redactor
             .redact("c17fa154fb3f9bda63578d80fc18f0d190f8abf0cf0a76c1c5288ca01a67226c")
             .contains("c17fa154"));
+    }
+
+    #[test]
+    fn a_variable_the_platform_cannot_read_fails_closed_naming_it() {
+        // SENTRY_DSN is optional: read as "unset" it would silently turn error reports off.
+        let p = platform(&[("ENVIRONMENT", "development")]);
+        p.vars.fail("sentry_dsn");
+        let err = load(&p, "health", &[])
+            .err()
+            .unwrap_or(Misconfigured { problems: vec![] });
+        assert_eq!(
+            err.problems,
+            ["SENTRY_DSN: the platform could not read it"],
+            "{err:?}"
+        );
+        assert!(p
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("config_invalid") && l.contains("SENTRY_DSN")));
+        // The same for a rotation companion, read only by the functions that judge rotation.
+        let p = platform(&[("ENVIRONMENT", "development")]);
+        p.vars.fail("admin_token_rotated_at");
+        let err = load(&p, "health-secrets", &[])
+            .err()
+            .unwrap_or(Misconfigured { problems: vec![] });
+        assert_eq!(
+            err.problems,
+            ["ADMIN_TOKEN_ROTATED_AT: the platform could not read it"]
+        );
     }
 
     #[test]

@@ -190,11 +190,21 @@ impl KeyValue for MemoryKv {
     }
 }
 
-/// Variables from a map; records every lookup, so tests can assert what was read.
+/// Variables from a map; records every lookup, so tests can assert what was read. Names marked
+/// with [`MemoryVars::fail`] answer as a platform failure.
 #[derive(Debug, Default)]
-pub struct MemoryVars(pub RefCell<HashMap<String, String>>, RefCell<Vec<String>>);
+pub struct MemoryVars(
+    pub RefCell<HashMap<String, String>>,
+    RefCell<Vec<String>>,
+    RefCell<Vec<String>>,
+);
 
 impl MemoryVars {
+    /// Makes reading `name` fail as the platform would (a provider down).
+    pub fn fail(&self, name: &str) {
+        self.2.borrow_mut().push(name.to_owned());
+    }
+
     /// Sets `name` to `value`.
     pub fn set(&self, name: &str, value: &str) {
         self.0
@@ -211,6 +221,9 @@ impl MemoryVars {
 impl Variables for MemoryVars {
     fn get(&self, name: &str) -> Result<Option<String>, PortError> {
         self.1.borrow_mut().push(name.to_owned());
+        if self.2.borrow().iter().any(|n| n == name) {
+            return Err(PortError::Unavailable(format!("cannot read {name}")));
+        }
         Ok(self.0.borrow().get(name).filter(|v| !v.is_empty()).cloned())
     }
 }

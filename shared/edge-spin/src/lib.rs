@@ -46,7 +46,17 @@ async fn config<F: Function>() -> Rc<ConfigState> {
         F::EXTRA_VARIABLES,
     ))
     .await;
+    // A variable Spin failed to read (a provider such as Vault unreachable) fails this load
+    // closed; it is not kept, so the instance's next request tries again.
+    let transient = vars.values().any(Result::is_err);
     let loading = SpinPlatform::with_variables(vars);
+    if transient {
+        return Rc::new(edge_core::config::load(
+            &loading,
+            F::NAME,
+            F::EXTRA_VARIABLES,
+        ));
+    }
     CONFIG.with(|cell| {
         cell.get_or_init(|| {
             Rc::new(edge_core::config::load(
@@ -63,8 +73,9 @@ async fn config<F: Function>() -> Rc<ConfigState> {
 ///
 /// The request runs in its own task (`wit_bindgen::spawn`): the response comes back through a
 /// channel as soon as it exists and goes to the client, and the request's deferred work
-/// ([`edge_core::Ctx::defer`]) continues in that task afterwards. Spin keeps the instance until
-/// the task ends.
+/// ([`edge_core::Ctx::defer`]) continues in that task afterwards. Spin 4.0 keeps the instance
+/// for that work only `--idle-instance-timeout` after the response (default 1 s, which cuts
+/// the webhook's AI answer short): hosts run `spin up` with `SPIN_UP_FLAGS` (scripts/lib.sh).
 pub async fn serve<F: Function>(req: spin_sdk::http::Request) -> http::Response<Full<Bytes>> {
     let (tx, rx) = futures_channel::oneshot::channel();
     spin_sdk::wit_bindgen::spawn(async move {
