@@ -25,7 +25,6 @@ tool_env() {
   export WRANGLER_SEND_METRICS=false
 }
 
-# Puts a Spin CLI on PATH if none is there: on this workplace's machines, where no registry ships
 # `spin up` flags every Spin host needs. The components are WASIp3 services, which Spin 4.0
 # reuses across requests; it drops an instance `--idle-instance-timeout` (default 1 s) after its
 # last response, and with it any work a request deferred past its response (the webhook's AI
@@ -33,6 +32,7 @@ tool_env() {
 # the default, work still running 1.5 s after the response never finished.
 SPIN_UP_FLAGS=(--idle-instance-timeout 30s)
 
+# Puts a Spin CLI on PATH if none is there: on this workplace's machines, where no registry ships
 # Spin, the bundled installer next to the repository (../shared/tools/install-spin: upstream
 # Spin 4.0.2, checksum-verified, idempotent). Elsewhere install Spin from its releases
 # (https://spinframework.dev). Never required: returns 1 when no Spin can be found.
