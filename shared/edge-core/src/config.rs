@@ -205,34 +205,32 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
     // A variable the platform failed to read is neither set nor unset: the load fails closed
     // naming it (an optional secret must not quietly go missing).
     let mut unreadable = Vec::new();
+    // Catalog names are upper case; the variables port takes Spin's lower-case names.
+    let mut read = |name: &str| match vars.get(&name.to_ascii_lowercase()) {
+        Ok(value) => value,
+        Err(_) => {
+            unreadable.push(format!("{name}: the platform could not read it"));
+            None
+        }
+    };
     for name in variable_names(function, extra) {
-        // Catalog names are upper case; the variables port takes Spin's lower-case names.
-        match vars.get(&name.to_ascii_lowercase()) {
-            Ok(Some(value)) => {
-                set_variables.push(name.to_owned());
-                values.insert(name, value);
-            }
-            Ok(None) => {}
-            Err(_) => unreadable.push(format!("{name}: the platform could not read it")),
+        if let Some(value) = read(name) {
+            set_variables.push(name.to_owned());
+            values.insert(name, value);
         }
     }
     // Rotation companions: only the functions that judge rotation read them (one host call
     // each on Spin). They are dates, kept as read for the catalog's rotation rules.
-    let mut rotated_at: BTreeMap<String, String> = BTreeMap::new();
-    for name in rotation_reads(catalog_function(function)).map(|e| e.rotated_at_name()) {
-        match vars.get(&name.to_ascii_lowercase()) {
-            Ok(Some(value)) if !value.trim().is_empty() => {
-                let value = value.trim().to_owned();
-                rotated_at.insert(name, value);
-            }
-            Ok(_) => {}
-            Err(_) => unreadable.push(format!("{name}: the platform could not read it")),
-        }
-    }
+    let rotated_at: BTreeMap<String, String> = rotation_reads(catalog_function(function))
+        .map(|e| e.rotated_at_name())
+        .filter_map(|name| {
+            let value = read(&name)?.trim().to_owned();
+            (!value.is_empty()).then_some((name, value))
+        })
+        .collect();
     let lookup = |name: &str| values.get(name).cloned();
     let now_ms = platform.clock().now_unix_ms();
 
-    let validated = parse_settings(&lookup, catalog_function(function));
     let extra_secrets: HashMap<&'static str, Secret> = extra
         .iter()
         .filter(|name| entry(name).is_some_and(|e| e.secret))
@@ -255,29 +253,20 @@ pub fn load<P: Platform>(platform: &P, function: &str, extra: &[&'static str]) -
         fields.insert("keys".into(), items.into());
         log::event(&sink, now_ms, level, function, "-", event, fields);
     };
+    let invalid = |problems: Vec<String>| -> ConfigState {
+        // Every set value of this function may be a secret the report could brush against:
+        // mask all of them (messages never quote values; this is the second line).
+        let redactor = Redactor::new(values.values().cloned());
+        report(&redactor, "config_invalid", Level::Error, problems.clone());
+        Err(Misconfigured { problems })
+    };
 
     if !unreadable.is_empty() {
-        let redactor = Redactor::new(values.values().cloned());
-        report(
-            &redactor,
-            "config_invalid",
-            Level::Error,
-            unreadable.clone(),
-        );
-        return Err(Misconfigured {
-            problems: unreadable,
-        });
+        return invalid(unreadable);
     }
-    let validated = match validated {
+    let validated = match parse_settings(&lookup, catalog_function(function)) {
         Ok(v) => v,
-        Err(rep) => {
-            // Every set value of this function may be a secret the report could brush against:
-            // mask all of them (messages never quote values; this is the second line).
-            let redactor = Redactor::new(values.values().cloned());
-            let problems: Vec<String> = rep.problems.iter().map(ToString::to_string).collect();
-            report(&redactor, "config_invalid", Level::Error, problems.clone());
-            return Err(Misconfigured { problems });
-        }
+        Err(rep) => return invalid(rep.problems.iter().map(ToString::to_string).collect()),
     };
     let s = validated.settings;
     let redactor = Redactor::new(secret_texts(Some(&s)));
