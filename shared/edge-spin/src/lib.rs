@@ -49,24 +49,15 @@ async fn config<F: Function>() -> Rc<ConfigState> {
     // A variable Spin failed to read (a provider such as Vault unreachable) fails this load
     // closed; it is not kept, so the instance's next request tries again.
     let transient = vars.values().any(Result::is_err);
-    let loading = SpinPlatform::with_variables(vars);
+    let config = Rc::new(edge_core::config::load(
+        &SpinPlatform::with_variables(vars),
+        F::NAME,
+        F::EXTRA_VARIABLES,
+    ));
     if transient {
-        return Rc::new(edge_core::config::load(
-            &loading,
-            F::NAME,
-            F::EXTRA_VARIABLES,
-        ));
+        return config;
     }
-    CONFIG.with(|cell| {
-        cell.get_or_init(|| {
-            Rc::new(edge_core::config::load(
-                &loading,
-                F::NAME,
-                F::EXTRA_VARIABLES,
-            ))
-        })
-        .clone()
-    })
+    CONFIG.with(|cell| cell.get_or_init(|| config).clone())
 }
 
 /// Serves one request with function `F` on Spin: the entry point of every Spin component.

@@ -37,20 +37,17 @@ pub struct SpinPlatform {
 }
 
 impl SpinPlatform {
-    /// Ports for the current request.
+    /// Ports for the current request (the variables port empty: configuration comes from
+    /// `crate::config`).
     pub fn new() -> Self {
-        Self {
-            kv: SpinKv::default(),
-            http: SpinHttp,
-            vars: SpinVars::default(),
-        }
+        Self::with_variables(Fetched::new())
     }
 
-    /// The same ports with `vars` (from [`fetch_variables`]) behind the variables port: what
-    /// the configuration loader reads.
+    /// The ports with `vars` (from [`fetch_variables`]) behind the variables port: what the
+    /// configuration loader reads.
     pub(crate) fn with_variables(vars: Fetched) -> Self {
         Self {
-            kv: SpinKv::default(),
+            kv: SpinKv,
             http: SpinHttp,
             vars: SpinVars { fetched: vars },
         }
@@ -90,49 +87,34 @@ fn unavailable(what: &str, err: impl std::fmt::Debug) -> PortError {
 /// under [`kv::COUNTER_PREFIX`] and are touched only by `atomics::increment` (a counter holds 8
 /// little-endian bytes; writing text to it would break the store until Spin restarts).
 #[derive(Default)]
-pub struct SpinKv {
-    store: OnceCell<Rc<Store>>,
-    bucket: OnceCell<Rc<wkv::Bucket>>,
+pub struct SpinKv;
+
+/// This instance's handle of the store (`spin:key-value`), opened on first use.
+async fn store() -> Result<Rc<Store>, PortError> {
+    if let Some(store) = STORE_HANDLE.with(|h| h.get().cloned()) {
+        return Ok(store);
+    }
+    let store = Rc::new(
+        Store::open(STORE)
+            .await
+            .map_err(|e| unavailable("open store", e))?,
+    );
+    Ok(STORE_HANDLE.with(|h| h.get_or_init(|| store).clone()))
 }
 
-impl SpinKv {
-    async fn store(&self) -> Result<&Store, PortError> {
-        if let Some(store) = self.store.get() {
-            return Ok(store);
-        }
-        let store = match STORE_HANDLE.with(|h| h.get().cloned()) {
-            Some(store) => store,
-            None => {
-                let store = Rc::new(
-                    Store::open(STORE)
-                        .await
-                        .map_err(|e| unavailable("open store", e))?,
-                );
-                STORE_HANDLE.with(|h| h.get_or_init(|| store).clone())
-            }
-        };
-        Ok(self.store.get_or_init(|| store))
+/// This instance's handle of the same store for `wasi:keyvalue/atomics`, opened on first use.
+fn bucket() -> Result<Rc<wkv::Bucket>, PortError> {
+    if let Some(bucket) = BUCKET_HANDLE.with(|h| h.get().cloned()) {
+        return Ok(bucket);
     }
-
-    fn bucket(&self) -> Result<&wkv::Bucket, PortError> {
-        if let Some(bucket) = self.bucket.get() {
-            return Ok(bucket);
-        }
-        let bucket = match BUCKET_HANDLE.with(|h| h.get().cloned()) {
-            Some(bucket) => bucket,
-            None => {
-                let bucket = Rc::new(wkv::open(STORE).map_err(|e| unavailable("open bucket", e))?);
-                BUCKET_HANDLE.with(|h| h.get_or_init(|| bucket).clone())
-            }
-        };
-        Ok(self.bucket.get_or_init(|| bucket))
-    }
+    let bucket = Rc::new(wkv::open(STORE).map_err(|e| unavailable("open bucket", e))?);
+    Ok(BUCKET_HANDLE.with(|h| h.get_or_init(|| bucket).clone()))
 }
 
 impl KeyValue for SpinKv {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
         kv::check_value_key(key)?;
-        let store = self.store().await?;
+        let store = store().await?;
         let Some(bytes) = store.get(key).await.map_err(|e| unavailable("get", e))? else {
             return Ok(None);
         };
@@ -160,7 +142,7 @@ impl KeyValue for SpinKv {
             expires_at_ms,
             payload: value.to_vec(),
         };
-        self.store()
+        store()
             .await?
             .set(key, env.encode())
             .await
@@ -169,7 +151,7 @@ impl KeyValue for SpinKv {
 
     async fn delete(&self, key: &str) -> Result<(), PortError> {
         kv::check_value_key(key).or_else(|_| kv::check_counter_key(key))?;
-        self.store()
+        store()
             .await?
             .delete(key)
             .await
@@ -184,14 +166,13 @@ impl KeyValue for SpinKv {
     ) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
         // No expiry in Spin's store: `edge_core::expiry` indexes and sweeps counters.
-        atomics::increment(self.bucket()?, key, delta).map_err(|e| unavailable("increment", e))
+        atomics::increment(&*bucket()?, key, delta).map_err(|e| unavailable("increment", e))
     }
 
     async fn counter(&self, key: &str) -> Result<i64, PortError> {
         kv::check_counter_key(key)?;
         // A plain read of the atomics' value: `increment(key, 0)` would create the counter.
-        match self
-            .store()
+        match store()
             .await?
             .get(key)
             .await
