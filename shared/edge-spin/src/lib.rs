@@ -16,7 +16,9 @@ mod platform;
 pub use platform::SpinPlatform;
 
 use std::cell::OnceCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 
 use edge_core::config::ConfigState;
 use edge_core::{Bytes, Function};
@@ -62,14 +64,17 @@ async fn config<F: Function>() -> Rc<ConfigState> {
 
 /// Serves one request with function `F` on Spin: the entry point of every Spin component.
 ///
-/// The request runs in its own task (`wit_bindgen::spawn`): the response comes back through a
-/// channel as soon as it exists and goes to the client, and the request's deferred work
-/// ([`edge_core::Ctx::defer`]) continues in that task afterwards. Spin 4.0 keeps the instance
-/// for that work only `--idle-instance-timeout` after the response (default 1 s, which cuts
-/// the webhook's AI answer short): hosts run `spin up` with `SPIN_UP_FLAGS` (scripts/lib.sh).
+/// The request is one future that hands its response through a channel as soon as it exists
+/// and then runs the request's deferred work ([`edge_core::Ctx::defer`]). The export polls it
+/// in place until the response arrives, and only then spawns what is left of it
+/// (`wit_bindgen::spawn`), if anything is. Spawning it at the start instead cost every request
+/// a round trip through the host: the export's first poll found no response and yielded to
+/// Spin before the spawned task ran. Spin 4.0 keeps the instance for deferred work only
+/// `--idle-instance-timeout` after the response (default 1 s, which cuts the webhook's AI
+/// answer short): hosts run `spin up` with `SPIN_UP_FLAGS` (scripts/lib.sh).
 pub async fn serve<F: Function>(req: spin_sdk::http::Request) -> http::Response<Full<Bytes>> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    spin_sdk::wit_bindgen::spawn(async move {
+    let (tx, mut rx) = futures_channel::oneshot::channel();
+    let mut work = Box::pin(async move {
         let platform = SpinPlatform::new();
         let config = config::<F>().await;
         let (resp, head, deferred) = match to_http_request(req).await {
@@ -102,8 +107,23 @@ pub async fn serve<F: Function>(req: spin_sdk::http::Request) -> http::Response<
             work.await;
         }
     });
-    rx.await.unwrap_or_else(|_| {
-        // The request task ended without answering (it panicked): a bare 500.
+    let mut finished = false;
+    let answer = std::future::poll_fn(|cx| {
+        if !finished {
+            finished = work.as_mut().poll(cx).is_ready();
+        }
+        match std::pin::Pin::new(&mut rx).poll(cx) {
+            Poll::Ready(answer) => Poll::Ready(answer.ok()),
+            // Ended without answering: cannot happen (it always sends before it ends).
+            Poll::Pending if finished => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    if !finished {
+        spin_sdk::wit_bindgen::spawn(work);
+    }
+    answer.unwrap_or_else(|| {
         let mut resp = http::Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
         resp
