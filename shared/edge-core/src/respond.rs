@@ -15,7 +15,10 @@ pub fn json_as(
     body: &serde_json::Value,
     content_type: &'static str,
 ) -> Response {
-    let mut resp = Response::new(Bytes::from(body.to_string()));
+    // Straight into a buffer: `to_string` goes through `fmt::Display`, a write call per piece
+    // (a fifth of health's instructions, callgrind). A `Value` always serializes.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| body.to_string().into_bytes());
+    let mut resp = Response::new(Bytes::from(bytes));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
