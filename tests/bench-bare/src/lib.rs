@@ -5,7 +5,8 @@
 //! address from `X-Forwarded-For`), so `scripts/bench-edge` can compare health with rate
 //! limiting against an empty component doing the same single increment. `/bare-vars` (Spin)
 //! and `/bare-log` add one part of the wrapper's work alone: health's variable reads, and its
-//! access line.
+//! access line. `/bare-output` produces health's whole output without the wrapper's decisions:
+//! the same headers and access line, so health / it is what the wrapper's own logic costs.
 #![cfg(target_arch = "wasm32")]
 
 /// The counter key of one client, in the counter namespace the functions use.
@@ -41,6 +42,32 @@ fn access_line(write: fn(&str)) {
             duration_ms: 0,
         },
     );
+}
+
+/// Makes `resp` carry what `serve` adds to health's answer with rate limiting off and no
+/// `Origin` (the security headers, `Cache-Control`, a new request id, `Server-Timing`) and writes
+/// the access line, with the same host calls (two clock reads, random bytes for the id, one log
+/// write) but none of the wrapper's decisions (configuration, hosts, CORS, rate limit, errors).
+#[cfg(any(feature = "spin", feature = "cloudflare"))]
+fn health_output<P: edge_core::Platform>(
+    platform: &P,
+    resp: &mut edge_core::Response,
+    write: fn(&str),
+) {
+    let started = platform.clock().now_unix_ms();
+    let id = edge_core::request_id::generate(platform.random()).unwrap_or_default();
+    let finished = platform.clock().now_unix_ms();
+    let headers = resp.headers_mut();
+    edge_core::serve::apply_security_headers(headers);
+    if let Ok(value) = http::HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", value);
+    }
+    if let Ok(value) =
+        http::HeaderValue::from_str(&format!("total;dur={}", finished.saturating_sub(started)))
+    {
+        headers.insert("server-timing", value);
+    }
+    access_line(write);
 }
 
 /// Spin entry point (WASIp3, like the functions: Spin reuses the instance across requests).
@@ -91,7 +118,12 @@ mod spin_entry {
         if path.starts_with("/bare-log") {
             super::access_line(|line| println!("{line}"));
         }
-        let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
+        let mut resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
+        if path.starts_with("/bare-output") {
+            super::health_output(&edge_spin::SpinPlatform::new(), &mut resp, |line| {
+                println!("{line}")
+            });
+        }
         edge_spin::respond(resp, false)
     }
 }
@@ -110,7 +142,7 @@ mod worker_entry {
     ) -> worker::Result<worker::Response> {
         if req.path().starts_with("/bare-kv") {
             let client = req.headers().get("x-forwarded-for")?.unwrap_or_default();
-            let kv = edge_worker::store::DoKv::new(env);
+            let kv = edge_worker::store::DoKv::new(env.clone());
             let expires = worker::Date::now().as_millis() + 60_000;
             if kv
                 .increment(&super::counter_key(&client), 1, Some(expires))
@@ -123,7 +155,12 @@ mod worker_entry {
         if req.path().starts_with("/bare-log") {
             super::access_line(|line| worker::console_log!("{line}"));
         }
-        let resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
+        let mut resp = edge_core::health::liveness("health", env!("CARGO_PKG_VERSION"));
+        if req.path().starts_with("/bare-output") {
+            super::health_output(&edge_worker::WorkerPlatform::new(env), &mut resp, |line| {
+                worker::console_log!("{line}")
+            });
+        }
         let (parts, body) = resp.into_parts();
         Ok(worker::Response::from_bytes(body.to_vec())?
             .with_status(parts.status.as_u16())
