@@ -26,6 +26,24 @@ thread_local! {
         const { std::cell::OnceCell::new() };
 }
 
+/// A `worker::Request` built through web-sys directly. `worker::RequestInit` would link the
+/// conversion of every Cloudflare `cf` property (image resizing, Polish, …) into each Worker,
+/// for requests that never set one: in `health-secrets` 18.5 KB of raw wasm, 7.7 KB gzip.
+fn outbound(
+    url: &str,
+    method: &str,
+    headers: &worker::Headers,
+    body: Option<&[u8]>,
+) -> worker::Result<worker::Request> {
+    let init = worker::web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(headers.0.as_ref());
+    if let Some(body) = body {
+        init.set_body(&worker::js_sys::Uint8Array::from(body).into());
+    }
+    Ok(worker::web_sys::Request::new_with_str_and_init(url, &init)?.into())
+}
+
 /// Serves one request with function `F` on Workers: the entry point of every function Worker.
 ///
 /// The whole request runs inside `ctx.waitUntil`, which starts it at once: the response comes

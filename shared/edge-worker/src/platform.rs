@@ -78,14 +78,13 @@ pub struct WorkerHttp;
 impl HttpClient for WorkerHttp {
     async fn send(&self, req: Request) -> Result<Response, PortError> {
         let (parts, body) = req.into_parts();
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
-            .with_headers(worker::Headers::from(&parts.headers));
-        if !body.is_empty() {
-            init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_ref()).into()));
-        }
-        let req = worker::Request::new_with_init(&parts.uri.to_string(), &init)
-            .map_err(|e| unavailable("build request", e))?;
+        let req = crate::outbound(
+            &parts.uri.to_string(),
+            parts.method.as_str(),
+            &worker::Headers::from(&parts.headers),
+            (!body.is_empty()).then_some(body.as_ref()),
+        )
+        .map_err(|e| unavailable("build request", e))?;
         let mut resp = worker::Fetch::Request(req)
             .send()
             .await

@@ -53,13 +53,8 @@ impl DoKv {
             hdrs.set(name, value)
                 .map_err(|e| unavailable("header", e))?;
         }
-        let mut init = worker::RequestInit::new();
-        init.with_method(method).with_headers(hdrs);
-        if let Some(body) = body {
-            init.with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
-        }
         // Stub fetches need an absolute URL; the host part is ignored.
-        let req = worker::Request::new_with_init(&format!("https://kv{path}"), &init)
+        let req = crate::outbound(&format!("https://kv{path}"), method.as_ref(), &hdrs, body)
             .map_err(|e| unavailable("request", e))?;
         let resp = stub
             .fetch_with_request(req)
