@@ -311,3 +311,46 @@ fn an_ordinary_access_line_is_not_copied_by_the_shape_passes() {
         .filter()
         .may_occur(line));
 }
+
+#[test]
+fn every_secret_word_makes_a_key_secret_whole_as_a_part_or_as_its_end() {
+    let words = [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "hmac",
+        "cookie",
+    ];
+    for w in words {
+        let upper = w.to_ascii_uppercase();
+        for key in [
+            w.to_string(),
+            upper.clone(),
+            format!("db_{w}"),
+            format!("X-{upper}-Value"),
+            format!("{w}.old"),
+            format!("session{upper}"),
+        ] {
+            assert!(super::is_secret_key(&key), "{key} should be secret");
+        }
+        // A word inside a longer part that is not at the key's end is not a secret name.
+        assert!(!super::is_secret_key(&format!("{w}s_used")), "{w}s_used");
+    }
+    for key in ["api_key", "X-Api-Key", "private-key", "PRIVATE.KEY"] {
+        assert!(super::is_secret_key(key), "{key} should be secret");
+    }
+    for key in [
+        "key",
+        "monkey_id",
+        "api",
+        "secrets_valid",
+        "tokens_used",
+        "status",
+    ] {
+        assert!(!super::is_secret_key(key), "{key} should not be secret");
+    }
+}
