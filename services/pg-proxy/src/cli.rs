@@ -26,7 +26,7 @@ enum Command {
     /// Run the HTTP service (migrates first). Configured by environment variables:
     /// DATABASE_URL, PROXY_HMAC_KEY, PROXY_HMAC_KEY_PREVIOUS, PORT, DB_POOL_MIN_SIZE,
     /// DB_POOL_MAX_SIZE, DB_POOL_MAX_OVERFLOW, DB_POOL_TIMEOUT, DB_POOL_OVERFLOW_IDLE_SECS,
-    /// DB_BATCH_CONCURRENCY,
+    /// DB_BATCH_CONCURRENCY, DB_PLAN_CACHE_MODE,
     /// PROXY_MAX_CONNECTIONS, PROXY_SHUTDOWN_GRACE_SECS, PROXY_MAX_BODY_BYTES, PROXY_BIND.
     Serve,
     /// Apply pending migrations to DATABASE_URL and exit.

@@ -160,6 +160,31 @@ pub struct PoolSettings {
     /// requests beyond that wait and share the next statement (DB_BATCH_CONCURRENCY, see
     /// README "Batching").
     pub batch_concurrency: usize,
+    /// Postgres `plan_cache_mode` set on every pool connection (DB_PLAN_CACHE_MODE, see
+    /// README "Plan caching").
+    pub plan_cache_mode: PlanCacheMode,
+}
+
+/// Postgres's `plan_cache_mode` for the pool's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanCacheMode {
+    /// Leave the server's setting (`auto` unless the operator changed it).
+    Server,
+    /// `force_generic_plan`: every prepared statement is planned once per connection.
+    ForceGeneric,
+    /// `force_custom_plan`: every execution is planned for its parameters.
+    ForceCustom,
+}
+
+impl PlanCacheMode {
+    /// The value for `SET plan_cache_mode`, or `None` to leave the server's.
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            Self::Server => None,
+            Self::ForceGeneric => Some("force_generic_plan"),
+            Self::ForceCustom => Some("force_custom_plan"),
+        }
+    }
 }
 
 impl Default for PoolSettings {
@@ -171,6 +196,7 @@ impl Default for PoolSettings {
             timeout: Duration::from_secs(30),
             overflow_idle: Duration::from_secs(10),
             batch_concurrency: 4,
+            plan_cache_mode: PlanCacheMode::ForceGeneric,
         }
     }
 }
@@ -387,6 +413,22 @@ pub fn pool_settings(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> PoolSetti
         1000,
         errs,
     );
+    let plan_cache_mode = match present(env, "DB_PLAN_CACHE_MODE")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None => d.plan_cache_mode,
+        Some("server" | "auto") => PlanCacheMode::Server,
+        Some("force_generic_plan" | "generic") => PlanCacheMode::ForceGeneric,
+        Some("force_custom_plan" | "custom") => PlanCacheMode::ForceCustom,
+        Some(_) => {
+            errs.push(ConfigError::new(
+                "DB_PLAN_CACHE_MODE",
+                "must be force_generic_plan (default), force_custom_plan or server",
+            ));
+            d.plan_cache_mode
+        }
+    };
     if min_size > max_size {
         errs.push(ConfigError::new(
             "DB_POOL_MIN_SIZE",
@@ -400,6 +442,7 @@ pub fn pool_settings(env: &dyn Lookup, errs: &mut Vec<ConfigError>) -> PoolSetti
         timeout,
         overflow_idle,
         batch_concurrency,
+        plan_cache_mode,
     }
 }
 
@@ -642,6 +685,35 @@ mod tests {
         let names: Vec<_> = err.0.iter().map(|e| e.name).collect();
         assert_eq!(names, ["PROXY_HMAC_KEY", "PROXY_HMAC_KEY_PREVIOUS"]);
         assert!(!err.to_string().contains(&short));
+    }
+
+    #[test]
+    fn plan_cache_mode_defaults_to_generic_and_refuses_unknown_values_by_name() {
+        let k = key_hex();
+        let base = [("DATABASE_URL", URL), ("PROXY_HMAC_KEY", k.as_str())];
+        let with = |v: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("DB_PLAN_CACHE_MODE", v));
+            ServeConfig::from_env(&env(&pairs))
+        };
+        let cfg = ServeConfig::from_env(&env(&base)).unwrap();
+        assert_eq!(cfg.pool.plan_cache_mode, PlanCacheMode::ForceGeneric);
+        assert_eq!(
+            cfg.pool.plan_cache_mode.setting(),
+            Some("force_generic_plan")
+        );
+        for (value, mode) in [
+            ("server", PlanCacheMode::Server),
+            ("AUTO", PlanCacheMode::Server),
+            (" force_custom_plan ", PlanCacheMode::ForceCustom),
+            ("generic", PlanCacheMode::ForceGeneric),
+        ] {
+            assert_eq!(with(value).unwrap().pool.plan_cache_mode, mode, "{value}");
+        }
+        assert_eq!(PlanCacheMode::Server.setting(), None);
+        let err = with("sometimes").unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].name, "DB_PLAN_CACHE_MODE");
     }
 
     #[test]

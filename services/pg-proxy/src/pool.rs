@@ -9,10 +9,16 @@
 //!
 //! A request waits at most `timeout` for a connection (deadpool's wait timeout); after that
 //! it gets 503 with Retry-After ([`crate::error::ApiError::Unavailable`]).
+//!
+//! Every new connection first sets `plan_cache_mode` (DB_PLAN_CACHE_MODE, default
+//! `force_generic_plan`; README "Plan caching"): the batched statements take arrays, for
+//! which Postgres's `auto` mode re-plans every execution.
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts,
+};
 use serde::Serialize;
 
 use crate::config::{DatabaseUrl, PoolSettings};
@@ -68,8 +74,21 @@ impl DbPool {
                 create: Some(CREATE_TIMEOUT),
                 recycle: Some(CREATE_TIMEOUT),
             })
-            .runtime(Runtime::Tokio1)
-            .build()?;
+            .runtime(Runtime::Tokio1);
+        let pool = match settings.plan_cache_mode.setting() {
+            None => pool,
+            Some(mode) => {
+                // `mode` is one of the enum's fixed values, never caller input.
+                let set: std::sync::Arc<str> = format!("SET plan_cache_mode = {mode}").into();
+                pool.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                    let set = set.clone();
+                    Box::pin(
+                        async move { client.batch_execute(&set).await.map_err(HookError::Backend) },
+                    )
+                }))
+            }
+        }
+        .build()?;
         Ok(Self { pool, settings })
     }
 

@@ -122,3 +122,32 @@ async fn overflow_connections_open_under_load_and_close_when_idle() {
     assert_eq!(backends, 2);
     assert_eq!(app.pool_stats().size, 2);
 }
+
+/// Every pooled connection runs with DB_PLAN_CACHE_MODE (default `force_generic_plan`, README
+/// "Plan caching"); `server` leaves the server's own setting.
+#[tokio::test]
+async fn pooled_connections_use_the_configured_plan_cache_mode() {
+    use crate::helpers::serve_config;
+    use pg_proxy::pool::DbPool;
+
+    let app = TestApp::spawn().await;
+    for (value, expected) in [
+        (None, "force_generic_plan"),
+        (Some("force_custom_plan"), "force_custom_plan"),
+        (Some("server"), "auto"),
+    ] {
+        let opts = match value {
+            Some(v) => Opts::default().set("DB_PLAN_CACHE_MODE", v),
+            None => Opts::default(),
+        };
+        let cfg = serve_config(&app.db, &opts);
+        let pool = DbPool::new(&cfg.database_url, cfg.pool.clone()).unwrap();
+        let db = pool.inner().get().await.unwrap();
+        let mode: String = db
+            .query_one("SHOW plan_cache_mode", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, expected, "DB_PLAN_CACHE_MODE={value:?}");
+    }
+}
