@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use deadpool_postgres::Client;
 use serde::Serialize;
@@ -458,10 +459,17 @@ struct HistoryRow<'a> {
 /// request, in order, its messages as a JSON array of `{"provider_message_id","direction",
 /// "body","sent_at","state"}` ([`HistoryItem`]'s shape), written from the rows without
 /// copying their text into owned strings first.
+///
+/// The statement orders only by request: each request's page arrives as its index scan
+/// yields it (newest first) and is put oldest-first here, by `(sent_at, id)`, the index's
+/// own order. An `ORDER BY` of the pages in SQL made Postgres sort every page (an
+/// incremental sort: about a fifth of its CPU per batched read in the loopback profile);
+/// here the sort of a page that arrives newest first is one linear pass, and on the proxy,
+/// which scales out, not on the database.
 pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<Vec<u8>>> {
     let stmt = db
         .prepare_cached(
-            "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state
+            "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state, r.ts, r.id
                FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
               CROSS JOIN LATERAL (
                   SELECT provider_message_id, direction, body,
@@ -469,32 +477,44 @@ pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<V
                          messages.sent_at AS ts
                     FROM messages WHERE contact = t.contact
                    ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
-              ORDER BY t.i, r.ts ASC, r.id ASC",
+              ORDER BY t.i",
         )
         .await?;
     let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
     let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
     let rows = db.query(&stmt, &[&contacts, &limits]).await?;
     let mut out: Vec<Vec<u8>> = batch.iter().map(|_| b"[".to_vec()).collect();
-    for r in &rows {
-        let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
-        let Some(list) = out.get_mut(i) else {
-            return Err(ApiError::Unexpected(anyhow::anyhow!(
-                "history row for no request"
-            )));
-        };
-        if list.len() > 1 {
-            list.push(b',');
+    let mut page: Vec<(SystemTime, i64, usize)> = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let request: i64 = rows[start].get(0);
+        let end = rows[start..]
+            .iter()
+            .position(|r| r.get::<_, i64>(0) != request)
+            .map_or(rows.len(), |n| start + n);
+        let list = usize::try_from(request - 1)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("history row for no request")))?;
+        page.clear();
+        page.extend((start..end).map(|k| (rows[k].get(6), rows[k].get(7), k)));
+        page.sort_unstable();
+        for &(_, _, k) in &page {
+            if list.len() > 1 {
+                list.push(b',');
+            }
+            let r = &rows[k];
+            let row = HistoryRow {
+                provider_message_id: r.get(1),
+                direction: r.get(2),
+                body: r.get(3),
+                sent_at: r.get(4),
+                state: r.get(5),
+            };
+            serde_json::to_writer(&mut *list, &row)
+                .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?;
         }
-        let row = HistoryRow {
-            provider_message_id: r.get(1),
-            direction: r.get(2),
-            body: r.get(3),
-            sent_at: r.get(4),
-            state: r.get(5),
-        };
-        serde_json::to_writer(&mut *list, &row)
-            .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?;
+        start = end;
     }
     for list in &mut out {
         list.push(b']');

@@ -308,6 +308,47 @@ async fn history_returns_the_most_recent_n_oldest_first_for_that_contact_only() 
 }
 
 #[tokio::test]
+async fn history_orders_by_sent_at_then_insertion_whatever_order_they_arrived_in() {
+    let app = TestApp::spawn().await;
+    let t0 = unix_now() - 1000;
+    // Inserted out of time order, two in the same second: the page is by (sent_at, id).
+    for (id, at) in [
+        ("LATE", 10),
+        ("EARLY", 1),
+        ("TIE-A", 5),
+        ("TIE-B", 5),
+        ("MID", 7),
+    ] {
+        let (status, _) = app
+            .call("POST", "/v1/messages", Some(message(id, JID, id, t0 + at)))
+            .await;
+        assert_eq!(status, 201, "{id}");
+    }
+    let page = |limit: u32| {
+        let app = &app;
+        async move {
+            let (status, hist) = app
+                .call(
+                    "GET",
+                    &format!("/v1/conversations/history?contact={JID}&limit={limit}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200);
+            hist["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(10).await, ["EARLY", "TIE-A", "TIE-B", "MID", "LATE"]);
+    assert_eq!(page(3).await, ["TIE-B", "MID", "LATE"]);
+    assert_eq!(page(1).await, ["LATE"]);
+}
+
+#[tokio::test]
 async fn invalid_message_bodies_are_400_and_wrong_content_type_is_415() {
     let app = TestApp::spawn().await;
     let mut bad_direction = message("X1", JID, "b", unix_now());
