@@ -15,7 +15,10 @@
 //! BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 3), BENCH_LATENCY_REQUESTS (default
 //! 2000), BENCH_MAX_SECS (cap per run, default 30). BENCH_ONLY=<path>-<op> (path proxy,
 //! direct or bouncer; op read or write) runs only that load for BENCH_MAX_SECS (for
-//! profiling) and prints one line.
+//! profiling) and prints one line. BENCH_PLAN_CACHE_MODE (default force_generic_plan, as the
+//! proxy's DB_PLAN_CACHE_MODE; `server` sets nothing): the direct and PgBouncer connections run
+//! with the same Postgres `plan_cache_mode` as the proxy's pool, so the comparison is of the
+//! paths, not of planner settings.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -164,8 +167,20 @@ async fn pg_client(url: &str) -> tokio_postgres::Client {
 async fn run_sql(url: &str, op: Op, tag: &str, total: usize, conc: usize, cap: Duration) -> Stats {
     // Each client prepares the statement once, as pg-proxy's statement cache does.
     let mut workers = Vec::new();
+    let mode =
+        std::env::var("BENCH_PLAN_CACHE_MODE").unwrap_or_else(|_| "force_generic_plan".into());
     for _ in 0..conc {
         let c = pg_client(url).await;
+        match mode.as_str() {
+            "server" => {}
+            "force_generic_plan" | "force_custom_plan" => c
+                .batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                .await
+                .unwrap(),
+            other => panic!(
+                "BENCH_PLAN_CACHE_MODE={other}: force_generic_plan, force_custom_plan or server"
+            ),
+        }
         let stmt = c
             .prepare(if op == Op::Write {
                 INSERT_SQL
