@@ -444,14 +444,66 @@ pub struct HistoryItem {
     pub state: String,
 }
 
-/// One history row serialised straight from the row's buffers (no owned strings).
-#[derive(Serialize)]
-struct HistoryRow<'a> {
-    provider_message_id: &'a str,
-    direction: &'a str,
-    body: &'a str,
-    sent_at: i64,
-    state: &'a str,
+/// A `text` column borrowed from the row's buffer. `&str`'s own `FromSql` also compares the
+/// column type's name with three extension types on every call; these columns are plain
+/// `text`. The bytes are still checked to be UTF-8.
+struct Text<'a>(&'a str);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Text<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Text(std::str::from_utf8(raw)?))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(*ty, Type::TEXT | Type::VARCHAR)
+    }
+}
+
+/// Appends `s` as a JSON string, byte for byte what `serde_json` writes. Most text needs no
+/// escaping: that is checked in one pass (which the compiler vectorises) and copied whole;
+/// anything else goes through `serde_json`.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    let plain = !s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// Appends one history row as `{"provider_message_id","direction","body","sent_at","state"}`
+/// ([`HistoryItem`]'s shape and field order, as `serde_json` would write it).
+fn push_history_row(out: &mut Vec<u8>, r: &tokio_postgres::Row) -> ApiResult<()> {
+    let text = |i: usize| -> ApiResult<&str> {
+        r.try_get::<_, Text<'_>>(i)
+            .map(|t| t.0)
+            .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))
+    };
+    out.extend_from_slice(b"{\"provider_message_id\":");
+    push_json_str(out, text(1)?);
+    out.extend_from_slice(b",\"direction\":");
+    push_json_str(out, text(2)?);
+    out.extend_from_slice(b",\"body\":");
+    push_json_str(out, text(3)?);
+    out.extend_from_slice(b",\"sent_at\":");
+    let sent_at: i64 = r
+        .try_get(4)
+        .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?;
+    out.extend_from_slice(itoa::Buffer::new().format(sent_at).as_bytes());
+    out.extend_from_slice(b",\"state\":");
+    push_json_str(out, text(5)?);
+    out.push(b'}');
+    Ok(())
 }
 
 /// For each `(contact, limit)`, the most recent `limit` messages with that contact, oldest
@@ -503,16 +555,7 @@ pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<V
             if list.len() > 1 {
                 list.push(b',');
             }
-            let r = &rows[k];
-            let row = HistoryRow {
-                provider_message_id: r.get(1),
-                direction: r.get(2),
-                body: r.get(3),
-                sent_at: r.get(4),
-                state: r.get(5),
-            };
-            serde_json::to_writer(&mut *list, &row)
-                .map_err(|e| ApiError::Unexpected(anyhow::Error::new(e)))?;
+            push_history_row(list, &rows[k])?;
         }
         start = end;
     }
@@ -1008,4 +1051,36 @@ pub async fn ping(db: &Client) -> ApiResult<i64> {
         .prepare_cached("SELECT extract(epoch FROM now())::bigint")
         .await?;
     Ok(db.query_one(&stmt, &[]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_json_str;
+
+    #[test]
+    fn json_strings_are_written_byte_for_byte_as_serde_json_writes_them() {
+        let cases = [
+            "",
+            "plain ascii text",
+            "quote \" inside",
+            "back\\slash",
+            "new\nline, tab\t, cr\r, nul \u{0}, unit \u{1f}",
+            "del \u{7f} stays, slash / stays",
+            "ünïcödé 😀 — アイ",
+            "\"",
+            "\\",
+            "ends with a quote\"",
+        ];
+        for case in cases {
+            let mut ours = b"x".to_vec();
+            push_json_str(&mut ours, case);
+            let mut theirs = b"x".to_vec();
+            serde_json::to_writer(&mut theirs, case).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                String::from_utf8(theirs).unwrap(),
+                "{case:?}"
+            );
+        }
+    }
 }

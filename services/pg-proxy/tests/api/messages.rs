@@ -349,6 +349,49 @@ async fn history_orders_by_sent_at_then_insertion_whatever_order_they_arrived_in
 }
 
 #[tokio::test]
+async fn history_bodies_round_trip_through_json_whatever_they_contain() {
+    let app = TestApp::spawn().await;
+    let t0 = unix_now() - 1000;
+    let bodies = [
+        "plain",
+        "a \"quoted\" word and a back\\slash",
+        "line one\nline two\ttabbed",
+        "ünïcödé 😀 — アイ / slash",
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        let (status, answer) = app
+            .call(
+                "POST",
+                "/v1/messages",
+                Some(message(&format!("J{i}"), JID, body, t0 + i as i64)),
+            )
+            .await;
+        assert_eq!(status, 201, "{body:?}: {answer}");
+    }
+    let (status, hist) = app
+        .call(
+            "GET",
+            &format!("/v1/conversations/history?contact={JID}&limit=10"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let got: Vec<&str> = hist["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, bodies);
+    let first = &hist["messages"][0];
+    assert_eq!(first["provider_message_id"], "J0");
+    assert_eq!(first["direction"], "inbound");
+    assert_eq!(first["sent_at"], t0);
+    assert_eq!(first["state"], "received");
+    assert_eq!(first.as_object().unwrap().len(), 5);
+}
+
+#[tokio::test]
 async fn invalid_message_bodies_are_400_and_wrong_content_type_is_415() {
     let app = TestApp::spawn().await;
     let mut bad_direction = message("X1", JID, "b", unix_now());
