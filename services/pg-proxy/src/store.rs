@@ -532,9 +532,26 @@ pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<V
               ORDER BY t.i",
         )
         .await?;
-    let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
-    let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
-    let rows = db.query(&stmt, &[&contacts, &limits]).await?;
+    let rows = match batch {
+        // One request (most batches when the service is not saturated): the plain indexed
+        // read, which costs Postgres less than the `unnest … LATERAL` form; same columns.
+        [(contact, limit)] => {
+            let one = db
+                .prepare_cached(
+                    "SELECT 1::bigint, provider_message_id, direction, body,
+                            extract(epoch FROM sent_at)::bigint, state, sent_at, id
+                       FROM messages WHERE contact = $1
+                      ORDER BY messages.sent_at DESC, id DESC LIMIT $2",
+                )
+                .await?;
+            db.query(&one, &[&contact.as_str(), limit]).await?
+        }
+        _ => {
+            let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+            let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
+            db.query(&stmt, &[&contacts, &limits]).await?
+        }
+    };
     let mut out: Vec<Vec<u8>> = batch.iter().map(|_| b"[".to_vec()).collect();
     let mut page: Vec<(SystemTime, i64, usize)> = Vec::new();
     let mut start = 0;
