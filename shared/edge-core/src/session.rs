@@ -388,7 +388,11 @@ pub async fn check<'a, P: Platform>(ctx: &Ctx<'a, P>, req: &Request) -> Result<S
     check_origin(req, ctx.config, from_cookie)?;
     let kv = ctx.platform.kv();
     let key = record_key(&verified.jti);
-    let raw = kv.get(&key).await?.ok_or(Error::Unauthorized)?;
+    // Both reads at once: on Workers each is a round trip to its own Durable Object. The
+    // record decides first, so a missing record is Unauthorized whatever the other read gave.
+    let (raw, current_generation) =
+        crate::health::join(kv.get(&key), generation(kv, &verified.sub)).await;
+    let raw = raw?.ok_or(Error::Unauthorized)?;
     let record = Record::decode(&raw).ok_or(Error::Unauthorized)?;
     if record.sub != verified.sub {
         return Err(Error::Unauthorized);
@@ -398,7 +402,7 @@ pub async fn check<'a, P: Platform>(ctx: &Ctx<'a, P>, req: &Request) -> Result<S
         kv.delete(&key).await?;
         return Err(Error::Unauthorized);
     }
-    if verified.custom.gen < generation(kv, &verified.sub).await? {
+    if verified.custom.gen < current_generation? {
         return Err(Error::Unauthorized);
     }
     if now_ms.saturating_sub(record.last_seen_ms) >= TOUCH_EVERY_MS {
