@@ -270,6 +270,25 @@ async fn unknown_messages_are_404() {
     }
 }
 
+/// The history page of `JID` with `limit` (asserting 200): the answer and its bodies in order.
+async fn history_page(app: &TestApp, limit: u32) -> (Value, Vec<String>) {
+    let (status, hist) = app
+        .call(
+            "GET",
+            &format!("/v1/conversations/history?contact={JID}&limit={limit}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{hist}");
+    let bodies = hist["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_owned())
+        .collect();
+    (hist, bodies)
+}
+
 #[tokio::test]
 async fn history_returns_the_most_recent_n_oldest_first_for_that_contact_only() {
     let app = TestApp::spawn().await;
@@ -288,20 +307,7 @@ async fn history_returns_the_most_recent_n_oldest_first_for_that_contact_only() 
         Some(message("OTHER", "5511888880000@s.whatsapp.net", "x", t0)),
     )
     .await;
-    let (status, hist) = app
-        .call(
-            "GET",
-            &format!("/v1/conversations/history?contact={JID}&limit=3"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let bodies: Vec<&str> = hist["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap())
-        .collect();
+    let (hist, bodies) = history_page(&app, 3).await;
     assert_eq!(bodies, ["msg 2", "msg 3", "msg 4"]);
     assert_eq!(hist["messages"][2]["sent_at"], t0 + 4);
     assert_eq!(hist["contact"], JID);
@@ -324,28 +330,13 @@ async fn history_orders_by_sent_at_then_insertion_whatever_order_they_arrived_in
             .await;
         assert_eq!(status, 201, "{id}");
     }
-    let page = |limit: u32| {
-        let app = &app;
-        async move {
-            let (status, hist) = app
-                .call(
-                    "GET",
-                    &format!("/v1/conversations/history?contact={JID}&limit={limit}"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200);
-            hist["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["body"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(page(10).await, ["EARLY", "TIE-A", "TIE-B", "MID", "LATE"]);
-    assert_eq!(page(3).await, ["TIE-B", "MID", "LATE"]);
-    assert_eq!(page(1).await, ["LATE"]);
+    for (limit, want) in [
+        (10, &["EARLY", "TIE-A", "TIE-B", "MID", "LATE"][..]),
+        (3, &["TIE-B", "MID", "LATE"]),
+        (1, &["LATE"]),
+    ] {
+        assert_eq!(history_page(&app, limit).await.1, want, "limit {limit}");
+    }
 }
 
 #[tokio::test]
@@ -368,20 +359,7 @@ async fn history_bodies_round_trip_through_json_whatever_they_contain() {
             .await;
         assert_eq!(status, 201, "{body:?}: {answer}");
     }
-    let (status, hist) = app
-        .call(
-            "GET",
-            &format!("/v1/conversations/history?contact={JID}&limit=10"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let got: Vec<&str> = hist["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap())
-        .collect();
+    let (hist, got) = history_page(&app, 10).await;
     assert_eq!(got, bodies);
     let first = &hist["messages"][0];
     assert_eq!(first["provider_message_id"], "J0");
