@@ -128,3 +128,42 @@ async fn a_row_that_fails_the_statement_fails_only_its_own_request() {
     assert_eq!(stats.requests, 3);
     assert_eq!(stats.statements, 4, "one batch, then each alone");
 }
+
+// A request whose caller goes away while its statement waits (the client disconnected) must
+// not hold the batcher's slot for good: the next request still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_caller_gave_up_does_not_keep_the_slot() {
+    let app = TestApp::spawn().await;
+    let cfg = serve_config(&app.db, &Opts::default());
+    let pool = DbPool::new(&cfg.database_url, cfg.pool.clone()).unwrap();
+    let batcher = Batcher::<InsertMessages>::start(pool, 1);
+    let locker = app.db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // Its statement takes the only slot, then waits on the lock; the caller gives up.
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        batcher.submit(new_message("GONE", "cancelled")),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the insert should have waited on the lock"
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        batcher.submit(new_message("NEXT", "after the cancel")),
+    )
+    .await
+    .expect("the slot was not given back");
+    assert!(matches!(&next, Ok(i) if i.new), "{next:?}");
+    let stats = batcher.stats();
+    assert_eq!(
+        (stats.requests, stats.statements),
+        (2, 2),
+        "one statement each"
+    );
+}
