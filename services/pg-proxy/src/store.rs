@@ -519,19 +519,6 @@ fn push_history_row(out: &mut Vec<u8>, r: &tokio_postgres::Row) -> ApiResult<()>
 /// here the sort of a page that arrives newest first is one linear pass, and on the proxy,
 /// which scales out, not on the database.
 pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<Vec<u8>>> {
-    let stmt = db
-        .prepare_cached(
-            "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state, r.ts, r.id
-               FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
-              CROSS JOIN LATERAL (
-                  SELECT provider_message_id, direction, body,
-                         extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
-                         messages.sent_at AS ts
-                    FROM messages WHERE contact = t.contact
-                   ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
-              ORDER BY t.i",
-        )
-        .await?;
     let rows = match batch {
         // One request (most batches when the service is not saturated): the plain indexed
         // read, which costs Postgres less than the `unnest … LATERAL` form; same columns.
@@ -547,6 +534,19 @@ pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<V
             db.query(&one, &[&contact.as_str(), limit]).await?
         }
         _ => {
+            let stmt = db
+                .prepare_cached(
+                    "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state, r.ts, r.id
+                       FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
+                      CROSS JOIN LATERAL (
+                          SELECT provider_message_id, direction, body,
+                                 extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
+                                 messages.sent_at AS ts
+                            FROM messages WHERE contact = t.contact
+                           ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
+                      ORDER BY t.i",
+                )
+                .await?;
             let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
             let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
             db.query(&stmt, &[&contacts, &limits]).await?
