@@ -134,15 +134,16 @@ async fn request_context(req: Request, next: Next) -> Response {
             .headers_mut()
             .insert(proxy_auth::HEADER_REQUEST_ID, v);
     }
-    tracing::info!(
-        r#fn = "pg-proxy",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    if tracing::enabled!(tracing::Level::INFO) {
+        crate::logging::Access {
+            request_id: &id,
+            method: method.as_str(),
+            path: &path,
+            status: response.status().as_u16(),
+            duration: started.elapsed(),
+        }
+        .write();
+    }
     response
 }
 
