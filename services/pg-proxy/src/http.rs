@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -69,6 +69,8 @@ const HEALTH_JSON: &str = "application/health+json";
 
 /// Builds the router with every route and middleware.
 pub fn router(state: AppState) -> Router {
+    // One allocation shared by every request: each middleware and handler clones only the Arc.
+    let state = Arc::new(state);
     let signed = Router::new()
         .route("/v1/ping", get(ping))
         .route("/v1/messages", post(insert_message))
@@ -155,7 +157,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// id, body; V1 while accepted), then records the nonce in the shared replay cache.
 /// Rejections are 401.
 async fn require_signature(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -171,13 +173,19 @@ async fn require_signature(
         }
     }
     // Before the signature check, so the deadline also binds callers without a key.
-    let bytes = tokio::time::timeout(
-        state.body_read_timeout,
-        axum::body::to_bytes(body, state.max_body_bytes),
-    )
-    .await
-    .map_err(|_| ApiError::RequestTimeout)?
-    .map_err(|_| ApiError::PayloadTooLarge)?;
+    // A request without a body (a GET: no length, no chunks) has nothing to wait for, so no
+    // deadline timer is armed for it.
+    let bytes = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        tokio::time::timeout(
+            state.body_read_timeout,
+            axum::body::to_bytes(body, state.max_body_bytes),
+        )
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
+        .map_err(|_| ApiError::PayloadTooLarge)?
+    };
     let path = parts
         .uri
         .path_and_query()
@@ -307,7 +315,7 @@ fn health_response(status: StatusCode, body: Value) -> Response {
 
 /// Liveness plus pool figures. Unsigned, no database access, any Host (Railway's checker
 /// calls from `healthcheck.railway.app`).
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(State(state): State<Arc<AppState>>) -> Response {
     health_response(
         StatusCode::OK,
         json!({
@@ -324,7 +332,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 /// A database round trip. Unsigned. 503 with `"status":"fail"` when it fails.
-async fn readiness(State(state): State<AppState>) -> Response {
+async fn readiness(State(state): State<Arc<AppState>>) -> Response {
     let started = Instant::now();
     let wait = state.pool.settings().timeout.min(Duration::from_secs(5));
     let timeouts = deadpool_postgres::Timeouts {
@@ -364,7 +372,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /v1/ping`: signed readiness round trip for the edge's health functions.
-async fn ping(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn ping(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     let db = state.pool.inner().get().await?;
     let db_time = store::ping(&db).await?;
@@ -393,7 +401,7 @@ struct InsertMessageReq {
 const MAX_MESSAGE_CHARS: usize = 16_384;
 
 async fn insert_message(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<InsertMessageReq>,
 ) -> ApiResult<Response> {
@@ -430,7 +438,7 @@ struct ClaimReq {
 }
 
 async fn claim_message(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ClaimReq>,
 ) -> ApiResult<Json<store::Claim>> {
@@ -472,7 +480,7 @@ fn claim_token(t: &str) -> ApiResult<&str> {
 }
 
 async fn reply_message(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ReplyReq>,
 ) -> ApiResult<Json<store::Transition>> {
@@ -507,7 +515,7 @@ struct ReleaseReq {
 }
 
 async fn release_message(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<ReleaseReq>,
 ) -> ApiResult<Json<store::Transition>> {
@@ -538,7 +546,7 @@ struct IngestReq {
 /// `POST /v1/messages/ingest`: store an inbound message if new and claim it, in one round
 /// trip, with the conversation so far.
 async fn ingest_message(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<IngestReq>,
 ) -> ApiResult<Json<store::Ingested>> {
@@ -582,7 +590,7 @@ struct StaleResponse {
 
 /// `GET /v1/messages/stale`: what a scheduled re-drive should claim.
 async fn stale_messages(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<StaleQuery>,
 ) -> ApiResult<Json<StaleResponse>> {
     let limit = q.limit.unwrap_or(20);
@@ -603,7 +611,7 @@ struct HistoryQuery {
 }
 
 async fn history(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
     let contact = Contact::parse(&q.contact)?;
@@ -640,7 +648,7 @@ struct CreateUserReq {
 }
 
 async fn create_user(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CreateUserReq>,
 ) -> ApiResult<Response> {
@@ -665,7 +673,7 @@ struct CredentialsReq {
 }
 
 async fn verify_user(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CredentialsReq>,
 ) -> ApiResult<Json<Value>> {
@@ -691,7 +699,7 @@ async fn verify_user(
 }
 
 async fn set_password(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<CredentialsReq>,
 ) -> ApiResult<Json<Value>> {
@@ -720,7 +728,7 @@ struct GenerationResponse {
 
 /// `GET /v1/users/generation?user_id=`: the session generation the edge compares tokens to.
 async fn user_generation(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<UserIdReq>,
 ) -> ApiResult<Json<GenerationResponse>> {
     let db = state.pool.inner().get().await?;
@@ -733,7 +741,7 @@ async fn user_generation(
 
 /// `POST /v1/users/logout-all`: every session issued under the current generation dies.
 async fn logout_all(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<UserIdReq>,
 ) -> ApiResult<Json<GenerationResponse>> {
@@ -763,7 +771,7 @@ struct RevokeReq {
 }
 
 async fn revoke_session(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<RevokeReq>,
 ) -> ApiResult<Json<Value>> {
@@ -780,7 +788,7 @@ struct RevokedQuery {
 }
 
 async fn session_revoked(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<RevokedQuery>,
 ) -> ApiResult<Json<Value>> {
     let token = token_id(&q.token_id)?;
@@ -806,7 +814,7 @@ struct AuditReq {
 const MAX_AUDIT_DETAILS_BYTES: usize = 8 * 1024;
 
 async fn append_audit(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(verified): Extension<Verified>,
     Extension(nonce): Extension<Arc<Nonce>>,
     ApiJson(req): ApiJson<AuditReq>,
@@ -869,7 +877,7 @@ struct AuditQuery {
 }
 
 async fn list_audit(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     let from = domain::unix_seconds("from", q.from)?;
