@@ -10,7 +10,6 @@
 //!
 //! Handlers never log bodies or headers; this pass is the net under that rule.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -47,7 +46,8 @@ pub struct Access<'a> {
 }
 
 impl Access<'_> {
-    /// The line, newline included, stamped `now`.
+    /// The line (UTF-8), newline included, stamped `now` (the timestamp as `tracing-subscriber`
+    /// writes it: `2026-12-05T07:29:35.598181Z`, UTC, microseconds).
     ///
     /// Written by hand rather than through `tracing`: on the loopback benchmark the tracing
     /// event (field visitor, JSON serialiser, then [`redact`] over the whole line) and its
@@ -56,45 +56,37 @@ impl Access<'_> {
     /// the request (its id, method and path) goes through [`redact`] before it is escaped
     /// into the line, so a secret in any of them is masked as it would be in a whole-line
     /// pass (whose field rule masks values by their key, and these keys are not secret).
-    pub fn line(&self, now: SystemTime) -> String {
-        let mut out = String::with_capacity(224);
-        out.push_str("{\"timestamp\":\"");
-        push_rfc3339_micros(&mut out, now);
-        out.push_str(
-            "\",\"level\":\"INFO\",\"message\":\"request\",\"fn\":\"pg-proxy\",\"request_id\":\"",
+    pub fn line(&self, now: SystemTime) -> Vec<u8> {
+        let mut out = Vec::with_capacity(224);
+        // Writes into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":\"request\",\"fn\":\"pg-proxy\",\"request_id\":\"",
+            humantime::format_rfc3339_micros(now)
         );
         push_redacted_json(&mut out, self.request_id);
-        out.push_str("\",\"method\":\"");
+        out.extend_from_slice(b"\",\"method\":\"");
         push_redacted_json(&mut out, self.method);
-        out.push_str("\",\"path\":\"");
+        out.extend_from_slice(b"\",\"path\":\"");
         push_redacted_json(&mut out, self.path);
-        out.push_str("\",\"status\":");
-        out.push_str(itoa::Buffer::new().format(self.status));
+        out.extend_from_slice(b"\",\"status\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
         // Microsecond precision, as a JSON number (Display of a finite f64 is one).
         let micros = self.duration.as_micros().min(u128::from(u64::MAX)) as u64;
-        let _ = write!(out, ",\"duration_ms\":{}}}", micros as f64 / 1000.0);
-        out.push('\n');
+        let _ = writeln!(out, ",\"duration_ms\":{}}}", micros as f64 / 1000.0);
         out
     }
 
     /// Writes the line to stdout in one write (the same stream as every other line).
     pub fn write(&self) {
         let line = self.line(SystemTime::now());
-        let _ = io::stdout().lock().write_all(line.as_bytes());
+        let _ = io::stdout().lock().write_all(&line);
     }
 }
 
-/// `value`, redacted, as the inside of a JSON string.
-fn push_redacted_json(out: &mut String, value: &str) {
-    let clean = redact(value);
-    let mut bytes = Vec::with_capacity(clean.len());
-    log_redact::json_escape_into(clean.as_bytes(), &mut bytes);
-    out.push_str(&String::from_utf8_lossy(&bytes));
-}
-
-/// `t` as `tracing-subscriber` writes it: `2026-12-05T07:29:35.598181Z` (UTC, microseconds).
-fn push_rfc3339_micros(out: &mut String, t: SystemTime) {
-    let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+/// `value`, redacted, escaped as the inside of a JSON string, appended to `out`.
+fn push_redacted_json(out: &mut Vec<u8>, value: &str) {
+    log_redact::json_escape_into(redact(value).as_bytes(), out);
 }
 
 /// Stdout writer that redacts each formatted event (the fmt layer writes one event per
@@ -149,21 +141,25 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    fn access(request_id: &str, path: &str) -> Access<'static> {
+    fn access<'a>(request_id: &'a str, path: &'a str) -> Access<'a> {
         Access {
-            request_id: Box::leak(request_id.to_owned().into_boxed_str()),
+            request_id,
             method: "GET",
-            path: Box::leak(path.to_owned().into_boxed_str()),
+            path,
             status: 200,
             duration: Duration::from_micros(1234),
         }
+    }
+
+    fn line_at(access: &Access<'_>, t: SystemTime) -> String {
+        String::from_utf8(access.line(t)).expect("the access line is UTF-8")
     }
 
     #[test]
     fn the_access_line_has_the_tracing_shape_and_timestamp() {
         // 2026-12-05T07:29:35.598181Z
         let t = UNIX_EPOCH + Duration::from_micros(1_796_455_775_598_181);
-        let line = access("edge-1", "/v1/conversations/history").line(t);
+        let line = line_at(&access("edge-1", "/v1/conversations/history"), t);
         assert_eq!(
             line,
             "{\"timestamp\":\"2026-12-05T07:29:35.598181Z\",\"level\":\"INFO\",\"message\":\"request\",\
@@ -179,9 +175,12 @@ mod tests {
             (1_767_225_599_999_999, "2025-12-31T23:59:59.999999Z"),
             (4_107_542_400_000_000, "2100-03-01T00:00:00.000000Z"),
         ] {
-            let mut s = String::new();
-            push_rfc3339_micros(&mut s, UNIX_EPOCH + Duration::from_micros(micros));
-            assert_eq!(s, want);
+            let line = line_at(
+                &access("edge-1", "/"),
+                UNIX_EPOCH + Duration::from_micros(micros),
+            );
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["timestamp"], want);
         }
     }
 
@@ -195,7 +194,7 @@ mod tests {
             ("edge-1", "/x/postgres://app:s3cr3tpw@db/app"),
             ("edge-1", "/a\"b\\c"),
         ] {
-            let line = access(id, path).line(SystemTime::now());
+            let line = line_at(&access(id, path), SystemTime::now());
             assert!(!line.contains("abcdefghijklmnopqrstuvwx"), "{line}");
             assert!(!line.contains("s3cr3tpw"), "{line}");
             let v: serde_json::Value = serde_json::from_str(&line).expect(&line);

@@ -482,8 +482,12 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends one history row as `{"provider_message_id","direction","body","sent_at","state"}`
-/// ([`HistoryItem`]'s shape and field order, as `serde_json` would write it).
+/// ([`HistoryItem`]'s shape and field order, as `serde_json` would write it) to a JSON array
+/// that `out` has opened with `[`, after a comma if a row is already in it.
 fn push_history_row(out: &mut Vec<u8>, r: &tokio_postgres::Row) -> ApiResult<()> {
+    if out.len() > 1 {
+        out.push(b',');
+    }
     let text = |i: usize| -> ApiResult<&str> {
         r.try_get::<_, Text<'_>>(i)
             .map(|t| t.0)
@@ -519,51 +523,44 @@ fn push_history_row(out: &mut Vec<u8>, r: &tokio_postgres::Row) -> ApiResult<()>
 /// here the sort of a page that arrives newest first is one linear pass, and on the proxy,
 /// which scales out, not on the database.
 pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<Vec<u8>>> {
-    let rows = match batch {
-        // One request (most batches when the service is not saturated): the plain indexed
-        // read, which costs Postgres less than the `unnest … LATERAL` form; the same leading
-        // columns (push_history_row's), without the sort keys a batch needs.
-        [(contact, limit)] => {
-            let one = db
-                .prepare_cached(
-                    "SELECT 1::bigint, provider_message_id, direction, body,
-                            extract(epoch FROM sent_at)::bigint, state
-                       FROM messages WHERE contact = $1
-                      ORDER BY messages.sent_at DESC, id DESC LIMIT $2",
-                )
-                .await?;
-            let rows = db.query(&one, &[&contact.as_str(), limit]).await?;
-            // One statement's rows come in its ORDER BY: newest first, so the page is the
-            // rows reversed (no sort keys to fetch or sort by).
-            let mut list = b"[".to_vec();
-            for r in rows.iter().rev() {
-                if list.len() > 1 {
-                    list.push(b',');
-                }
-                push_history_row(&mut list, r)?;
-            }
-            list.push(b']');
-            return Ok(vec![list]);
+    // One request (most batches when the service is not saturated): the plain indexed read,
+    // which costs Postgres less than the `unnest … LATERAL` form; the same leading columns
+    // (push_history_row's), without the sort keys a batch needs.
+    if let [(contact, limit)] = batch {
+        let one = db
+            .prepare_cached(
+                "SELECT 1::bigint, provider_message_id, direction, body,
+                        extract(epoch FROM sent_at)::bigint, state
+                   FROM messages WHERE contact = $1
+                  ORDER BY messages.sent_at DESC, id DESC LIMIT $2",
+            )
+            .await?;
+        let rows = db.query(&one, &[&contact.as_str(), limit]).await?;
+        // One statement's rows come in its ORDER BY: newest first, so the page is the rows
+        // reversed (no sort keys to fetch or sort by).
+        let mut list = b"[".to_vec();
+        for r in rows.iter().rev() {
+            push_history_row(&mut list, r)?;
         }
-        _ => {
-            let stmt = db
-                .prepare_cached(
-                    "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state, r.ts, r.id
-                       FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
-                      CROSS JOIN LATERAL (
-                          SELECT provider_message_id, direction, body,
-                                 extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
-                                 messages.sent_at AS ts
-                            FROM messages WHERE contact = t.contact
-                           ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
-                      ORDER BY t.i",
-                )
-                .await?;
-            let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
-            let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
-            db.query(&stmt, &[&contacts, &limits]).await?
-        }
-    };
+        list.push(b']');
+        return Ok(vec![list]);
+    }
+    let stmt = db
+        .prepare_cached(
+            "SELECT t.i, r.provider_message_id, r.direction, r.body, r.sent_at, r.state, r.ts, r.id
+               FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(contact, lim, i)
+              CROSS JOIN LATERAL (
+                  SELECT provider_message_id, direction, body,
+                         extract(epoch FROM sent_at)::bigint AS sent_at, state, id,
+                         messages.sent_at AS ts
+                    FROM messages WHERE contact = t.contact
+                   ORDER BY messages.sent_at DESC, id DESC LIMIT t.lim) r
+              ORDER BY t.i",
+        )
+        .await?;
+    let contacts: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+    let limits: Vec<i64> = batch.iter().map(|(_, l)| *l).collect();
+    let rows = db.query(&stmt, &[&contacts, &limits]).await?;
     let mut out: Vec<Vec<u8>> = batch.iter().map(|_| b"[".to_vec()).collect();
     let mut page: Vec<(SystemTime, i64, usize)> = Vec::new();
     let mut start = 0;
@@ -581,9 +578,6 @@ pub async fn histories(db: &Client, batch: &[(Contact, i64)]) -> ApiResult<Vec<V
         page.extend((start..end).map(|k| (rows[k].get(6), rows[k].get(7), k)));
         page.sort_unstable();
         for &(_, _, k) in &page {
-            if list.len() > 1 {
-                list.push(b',');
-            }
             push_history_row(list, &rows[k])?;
         }
         start = end;
