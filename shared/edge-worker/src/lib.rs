@@ -87,8 +87,13 @@ pub async fn serve<F: Function>(
 }
 
 async fn to_http_request(req: &mut worker::Request) -> worker::Result<edge_core::Request> {
-    let body = req.bytes().await?;
-    let mut out = http::Request::new(Bytes::from(body));
+    // A request without a body (every GET) has none to read: reading it anyway would cost an
+    // `arrayBuffer()` promise and a turn of the event loop per request.
+    let body = match req.inner().body() {
+        Some(_) => Bytes::from(req.bytes().await?),
+        None => Bytes::new(),
+    };
+    let mut out = http::Request::new(body);
     *out.method_mut() = http::Method::from_bytes(req.method().as_ref().as_bytes())
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     // The JS URL string, parsed by `http`: `Request::url()` would parse it with the `url`
