@@ -12,6 +12,7 @@
 // Usage: node scripts/wrangler-serve.mjs -c CONFIG [--env ENV] --port PORT [--persist-to DIR]
 //          [--var KEY:VALUE]... [--log-level LEVEL]
 // Runs until SIGTERM or SIGINT. The dev registry is WRANGLER_REGISTRY_PATH's, as for the CLI.
+import { parseArgs } from "node:util";
 import { unstable_startWorker } from "wrangler";
 
 function usage(code) {
@@ -22,68 +23,48 @@ function usage(code) {
   );
   process.exit(code);
 }
-
-const opts = { vars: {}, logLevel: "warn" };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  const flag = argv[i];
-  const value = () => {
-    if (i + 1 >= argv.length) {
-      console.error(`wrangler-serve: ${flag} needs a value`);
-      usage(2);
-    }
-    return argv[++i];
-  };
-  switch (flag) {
-    case "-h":
-    case "--help":
-      usage(0);
-      break;
-    case "-c":
-    case "--config":
-      opts.config = value();
-      break;
-    case "--env":
-      opts.env = value();
-      break;
-    case "--port":
-      opts.port = Number(value());
-      break;
-    case "--persist-to":
-      opts.persist = value();
-      break;
-    case "--log-level":
-      opts.logLevel = value();
-      break;
-    case "--var": {
-      const kv = value();
-      const at = kv.indexOf(":");
-      if (at < 1) {
-        console.error(`wrangler-serve: --var wants KEY:VALUE, not ${kv}`);
-        usage(2);
-      }
-      opts.vars[kv.slice(0, at)] = { type: "plain_text", value: kv.slice(at + 1) };
-      break;
-    }
-    default:
-      console.error(`wrangler-serve: unknown argument ${flag}`);
-      usage(2);
-  }
-}
-if (!opts.config || !Number.isInteger(opts.port) || opts.port <= 0) {
-  console.error("wrangler-serve: -c CONFIG and --port PORT are required");
+function fail(message) {
+  console.error(`wrangler-serve: ${message}`);
   usage(2);
 }
 
+let args;
+try {
+  ({ values: args } = parseArgs({
+    options: {
+      help: { type: "boolean", short: "h" },
+      config: { type: "string", short: "c" },
+      env: { type: "string" },
+      port: { type: "string" },
+      "persist-to": { type: "string" },
+      "log-level": { type: "string", default: "warn" },
+      var: { type: "string", multiple: true, default: [] },
+    },
+  }));
+} catch (e) {
+  fail(e.message);
+}
+if (args.help) usage(0);
+const port = Number(args.port);
+if (!args.config || !Number.isInteger(port) || port <= 0) {
+  fail("-c CONFIG and --port PORT are required");
+}
+const vars = {};
+for (const kv of args.var) {
+  const at = kv.indexOf(":");
+  if (at < 1) fail(`--var wants KEY:VALUE, not ${kv}`);
+  vars[kv.slice(0, at)] = { type: "plain_text", value: kv.slice(at + 1) };
+}
+
 const worker = await unstable_startWorker({
-  config: opts.config,
-  env: opts.env,
-  bindings: opts.vars,
+  config: args.config,
+  env: args.env,
+  bindings: vars,
   dev: {
-    server: { hostname: "127.0.0.1", port: opts.port },
+    server: { hostname: "127.0.0.1", port },
     inspector: false,
-    persist: opts.persist,
-    logLevel: opts.logLevel,
+    persist: args["persist-to"],
+    logLevel: args["log-level"],
     registry: process.env.WRANGLER_REGISTRY_PATH,
   },
 });
